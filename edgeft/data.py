@@ -1,0 +1,315 @@
+"""Labeled data in, examples out: CSV, TSV, JSONL and CoNLL readers, splits, fingerprints.
+
+Standard library only: training, quantization calibration and the device runtime's ``eval`` all
+read user files through here, so one file gives the same examples everywhere. Every problem is a
+``DataError`` naming the file, the line and the fix; ``skip_bad_rows=True`` skips such rows and
+counts them instead (never silently).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeft.errors import DataError
+
+TASKS = ("text-classification", "token-classification")
+CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".iob2")
+MAX_SKIP_REPORT = 5  # how many skipped rows are described individually
+
+
+@dataclass(frozen=True)
+class TextExample:
+    text: str
+    label: str
+    line: int  # 1-based line in the source file (the record's first line)
+
+
+@dataclass(frozen=True)
+class TokenExample:
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]  # BIO tags, one per token
+    line: int
+
+
+@dataclass
+class Dataset:
+    """Examples of one file (or one split of it) and where they came from."""
+
+    path: str
+    task: str
+    examples: list = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "file:line: reason" per skipped row
+
+    @property
+    def labels(self) -> list[str]:
+        """Sorted label set (NER: every tag, 'O' first, then by entity type and B before I)."""
+        if self.task == "token-classification":
+            tags = {t for ex in self.examples for t in ex.tags}
+            return sorted(tags, key=lambda t: (t != "O", t[2:], t[:1]))
+        return sorted({ex.label for ex in self.examples}, key=_label_order)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+def _label_order(label: str):
+    """Numeric labels sort as numbers ('2' < '10'), others alphabetically."""
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+
+
+def detect_task(path: str | Path) -> str:
+    """token-classification for CoNLL files and JSONL rows with 'tokens'; else text-classification."""
+    path = Path(path)
+    if path.suffix.lower() in CONLL_SUFFIXES:
+        return "token-classification"
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        for line in _lines(path):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    return "text-classification"  # read_dataset reports the bad line
+                return "token-classification" if isinstance(row, dict) and "tokens" in row else "text-classification"
+    return "text-classification"
+
+
+def read_dataset(
+    path: str | Path,
+    task: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    tokens_column: str = "tokens",
+    tags_column: str = "tags",
+    skip_bad_rows: bool = False,
+) -> Dataset:
+    """Read a CSV/TSV/JSONL (text + label) or JSONL/CoNLL (tokens + BIO tags) file.
+
+    The format comes from the suffix: .csv, .tsv (or .tab), .jsonl/.json (one object per line),
+    .conll/.bio/.iob (``token<TAB>tag`` lines, sentences separated by blank lines). Labels may be
+    strings or integers; they are kept as strings (the model's id2label), stripped of surrounding
+    whitespace.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file. Check the path (relative paths start at {Path.cwd()}).")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; pass a CSV, TSV, JSONL or CoNLL file.")
+    task = task or detect_task(path)
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}.")
+    ds = Dataset(path=str(path), task=task)
+    suffix = path.suffix.lower()
+
+    def bad(line: int, reason: str) -> None:
+        msg = f"{path}:{line}: {reason}"
+        if not skip_bad_rows:
+            raise DataError(f"{msg}. Fix the row, or pass --skip-bad-rows to skip such rows.")
+        ds.skipped.append(msg)
+
+    if suffix in CONLL_SUFFIXES:
+        if task != "token-classification":
+            raise DataError(f"{path}: CoNLL files hold token tags; use --task token-classification.")
+        rows = _read_conll(path)
+    elif suffix in (".jsonl", ".json", ".ndjson"):
+        rows = _read_jsonl(path, bad)
+    elif suffix in (".csv", ".tsv", ".tab"):
+        if task == "token-classification":
+            raise DataError(f"{path}: token classification needs JSONL with 'tokens'/'tags' or a CoNLL file.")
+        rows = _read_delimited(path, "," if suffix == ".csv" else "\t")
+    else:
+        raise DataError(f"{path}: unknown file type {suffix or '(no suffix)'!r}; use .csv, .tsv, .jsonl or .conll.")
+
+    columns = (text_column, label_column) if task == "text-classification" else (tokens_column, tags_column)
+    checked_columns = False
+    for line, row in rows:
+        if not checked_columns and isinstance(row, dict):
+            missing = [c for c in columns if c not in row]
+            if missing:
+                have = ", ".join(repr(k) for k in row) or "none"
+                flag = "--text-column/--label-column" if task == "text-classification" else "--tokens-column/--tags-column"
+                raise DataError(
+                    f"{path}:{line}: no column {', '.join(map(repr, missing))}; the columns are {have}. "
+                    f"Name yours with {flag}."
+                )
+            checked_columns = True
+        if isinstance(row, str):  # the reader's own description of a malformed row
+            bad(line, row)
+            continue
+        if not isinstance(row, dict):
+            bad(line, f"expected an object with {columns[0]!r} and {columns[1]!r}, got {type(row).__name__}")
+            continue
+        example = (_text_example if task == "text-classification" else _token_example)(row, columns, line, bad)
+        if example is not None:
+            ds.examples.append(example)
+    if not ds.examples:
+        what = "only bad rows" if ds.skipped else "no examples"
+        raise DataError(f"{path}: {what}. A data file needs at least one labeled row.")
+    return ds
+
+
+def _text_example(row: dict, columns: tuple[str, str], line: int, bad) -> TextExample | None:
+    text, label = row.get(columns[0]), row.get(columns[1])
+    if not isinstance(text, str) or not text.strip():
+        return bad(line, f"empty or missing text in column {columns[0]!r}")
+    if label is None or isinstance(label, (list, dict, float)) or not str(label).strip():
+        return bad(line, f"empty or invalid label in column {columns[1]!r} (labels are strings or integers)")
+    return TextExample(text=text, label=str(label).strip(), line=line)
+
+
+def _token_example(row: dict, columns: tuple[str, str], line: int, bad) -> TokenExample | None:
+    tokens, tags = row.get(columns[0]), row.get(columns[1])
+    if not isinstance(tokens, list) or not isinstance(tags, list) or not tokens:
+        return bad(line, f"{columns[0]!r} and {columns[1]!r} must be non-empty lists")
+    if len(tokens) != len(tags):
+        return bad(line, f"{len(tokens)} tokens but {len(tags)} tags; each token needs exactly one tag")
+    if not all(isinstance(t, str) and t.strip() for t in tokens):
+        return bad(line, "a token is empty or not a string")
+    tags = [str(t).strip() for t in tags]
+    for tag in tags:
+        if tag != "O" and (tag[:2] not in ("B-", "I-", "E-", "S-") or len(tag) < 3):
+            return bad(line, f"tag {tag!r} is not in BIO form (use O, B-TYPE, I-TYPE)")
+    return TokenExample(tokens=tuple(tokens), tags=tuple(tags), line=line)
+
+
+def _decode(path: Path) -> str:
+    """The file's text (UTF-8, BOM allowed); an undecodable byte is reported with its line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(
+            f"{path}:{line}: byte 0x{raw[e.start]:02x} is not valid UTF-8. Re-save the file as UTF-8 "
+            f"(e.g. iconv -f latin1 -t utf-8), or remove the row."
+        ) from None
+
+
+def _lines(path: Path) -> list[str]:
+    return _decode(path).splitlines()
+
+
+def _read_jsonl(path: Path, bad):
+    for number, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as e:
+            bad(number, f"not valid JSON ({e.msg} at column {e.colno})")
+
+
+def _read_delimited(path: Path, delimiter: str):
+    text = _decode(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: the file is empty. It needs a header line and at least one row.")
+        header = [h.strip() for h in header]
+        start = reader.line_num + 1
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                start = reader.line_num + 1
+                continue
+            if len(row) != len(header):
+                sep = "tab" if delimiter == "\t" else "comma"
+                yield start, f"has {len(row)} fields but the header has {len(header)} ({sep}-separated)"
+            else:
+                yield start, dict(zip(header, row))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: broken CSV quoting ({e}). Quote fields that contain "
+                        f"the delimiter, and double any quote inside a quoted field.") from None
+
+
+def _read_conll(path: Path):
+    tokens, tags, first = [], [], 1
+    for number, line in enumerate([*_lines(path), ""], start=1):
+        if not line.strip():
+            if tokens:
+                yield first, {"tokens": tokens, "tags": tags}
+            tokens, tags, first = [], [], number + 1
+            continue
+        if line.startswith("-DOCSTART-"):
+            first = number + 1
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        if len(parts) < 2:
+            raise DataError(f"{path}:{number}: expected 'token<TAB>tag', got {line[:60]!r}.")
+        tokens.append(parts[0])
+        tags.append(parts[-1])
+
+
+def check_labels(ds: Dataset, known: list[str], what: str = "the training data") -> None:
+    """Raise DataError at the first example whose label the model does not know."""
+    known_set = set(known)
+    for ex in ds.examples:
+        found = [t for t in ex.tags if t not in known_set] if ds.task == "token-classification" else (
+            [ex.label] if ex.label not in known_set else [])
+        if found:
+            shown = ", ".join(sorted(known)[:20]) + (" …" if len(known) > 20 else "")
+            raise DataError(f"{ds.path}:{ex.line}: label {found[0]!r} does not occur in {what} "
+                            f"(known: {shown}). Fix the label or add examples of it to the training data.")
+
+
+def split_dataset(ds: Dataset, validation: float = 0.1, test: float = 0.1, seed: int = 42
+                  ) -> tuple[Dataset, Dataset, Dataset]:
+    """Seeded split into train/validation/test, stratified by label for classification.
+
+    A fraction of 0 makes no such split. Each class needs one example per split it goes into.
+    """
+    rng = random.Random(seed)
+    if ds.task == "text-classification":
+        groups = defaultdict(list)
+        for ex in ds.examples:
+            groups[ex.label].append(ex)
+    else:
+        groups = {"": list(ds.examples)}
+    parts: tuple[list, list, list] = ([], [], [])
+    need = 1 + (validation > 0) + (test > 0)
+    for label in sorted(groups, key=_label_order):
+        items = groups[label]
+        if len(items) < need:
+            where = f"class {label!r} has {len(items)} example(s)" if label else f"only {len(items)} example(s)"
+            raise DataError(f"{ds.path}: {where}; a stratified train/validation/test split needs at least {need} "
+                            f"per class. Add examples, drop the class, or pass --validation and --test files.")
+        rng.shuffle(items)
+        n_val = max(1, round(len(items) * validation)) if validation > 0 else 0
+        n_test = max(1, round(len(items) * test)) if test > 0 else 0
+        parts[1].extend(items[:n_val])
+        parts[2].extend(items[n_val:n_val + n_test])
+        parts[0].extend(items[n_val + n_test:])
+    for part in parts:  # interleave classes again (deterministically)
+        rng.shuffle(part)
+    return tuple(Dataset(path=f"{ds.path}#{name}", task=ds.task, examples=part)
+                 for name, part in zip(("train", "validation", "test"), parts))
+
+
+def write_jsonl(ds: Dataset, path: str | Path) -> None:
+    """Save a split as JSONL (text/label or tokens/tags), atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for ex in ds.examples:
+            row = {"text": ex.text, "label": ex.label} if isinstance(ex, TextExample) else {
+                "tokens": list(ex.tokens), "tags": list(ex.tags)}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def fingerprint(*datasets: Dataset) -> str:
+    """sha256 over the examples' content: the same data gives the same id whatever the file format."""
+    h = hashlib.sha256()
+    for ds in datasets:
+        for ex in ds.examples:
+            h.update(json.dumps([ex.text, ex.label] if isinstance(ex, TextExample) else [ex.tokens, ex.tags],
+                                ensure_ascii=False).encode())
+        h.update(b"\x00")
+    return h.hexdigest()

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny random models (built once per session) and the real data slices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tiny_models import DATA, make_tiny_model
+
+WNUT_TAGS = ("O", "B-corporation", "I-corporation", "B-creative-work", "I-creative-work", "B-group", "I-group",
+             "B-location", "I-location", "B-person", "I-person", "B-product", "I-product")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep edgeft's model cache out of the user's home; never reach the hub."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEFT_HOME", str(tmp_path_factory.getbasetemp() / "edgeft_home"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Factory: tiny_models(arch, task) → path of a tiny HF folder (cached for the session)."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    made: dict[tuple[str, str], Path] = {}
+
+    def get(arch: str = "bert", task: str = "text-classification") -> Path:
+        if (arch, task) not in made:
+            labels = WNUT_TAGS if task == "token-classification" else ("negative", "positive")
+            made[arch, task] = make_tiny_model(root / f"{arch}-{task}", arch, task, labels)
+        return made[arch, task]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA

@@ -1,0 +1,142 @@
+"""Fine-tuning: every supported architecture trains, NER aligns labels, outputs are complete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeft.errors import ConfigError, DataError, ModelError
+from edgeft.train.config import TrainConfig
+from edgeft.train.finetune import encode, finetune
+
+pytestmark = pytest.mark.slow
+FAST = dict(epochs=2, batch_size=16, lr=1e-3, max_length=48, patience=0)
+
+
+def separable_data(path, n: int = 160) -> str:
+    """Sentences whose label is given by one cue word among random filler: learnable in seconds."""
+    import random
+
+    rng = random.Random(0)
+    filler = "the a movie film story plot actors scene was is and it of to with this that".split()
+    with open(path, "w") as f:
+        for i in range(n):
+            label = ("negative", "positive")[i % 2]
+            words = [rng.choice(filler) for _ in range(rng.randint(4, 12))]
+            words.insert(rng.randint(0, len(words)), "awful" if label == "negative" else "great")
+            f.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta", "gpt2"])
+def test_each_architecture_fine_tunes_and_learns(tiny_models, tmp_path, arch):
+    data = separable_data(tmp_path / "cue.jsonl")
+    m = finetune(data, tmp_path / "out", TrainConfig(model=str(tiny_models(arch)), epochs=6, batch_size=16, lr=3e-3,
+                                                     max_length=32, patience=0))
+    assert m["test"]["accuracy"] >= 0.9, f"{arch} did not learn a one-word cue: {m['test']['accuracy']}"
+    assert m["train"]["examples"] == 128 and (m["validation"]["n"], m["test"]["n"]) == (16, 16)
+    assert set(m["test"]["per_class"]) == {"negative", "positive"}
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")  # a normal HF folder
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    assert AutoTokenizer.from_pretrained(tmp_path / "out").pad_token is not None
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert not list((tmp_path / "out").glob("*.bin")), "no pickles in the output"
+
+
+def test_ner_labels_sit_on_first_sub_tokens(tiny_models, data_dir):
+    from transformers import AutoTokenizer
+
+    from edgeft.data import read_dataset
+
+    ds = read_dataset(data_dir / "wnut17_200.jsonl")
+    tok = AutoTokenizer.from_pretrained(tiny_models("bert", "token-classification"))
+    label2id = {t: i for i, t in enumerate(ds.labels)}
+    rows = encode(ds, tok, label2id, max_length=512)
+    for ex, row in zip(ds.examples, rows):
+        labelled = [label for label in row["labels"] if label != -100]
+        assert labelled == [label2id[t] for t in ex.tags]  # exactly one label per word, in order
+
+
+def test_ner_fine_tunes_and_reports_entity_f1(tiny_models, data_dir, tmp_path):
+    m = finetune(data_dir / "wnut17_200.jsonl", tmp_path / "out",
+                 TrainConfig(model=str(tiny_models("bert", "token-classification")), **FAST))
+    assert m["task"] == "token-classification" and m["metric"] == "f1"
+    assert {"precision", "recall", "f1", "per_type", "accuracy"} <= set(m["test"])
+    assert m["labels"][0] == "O"
+
+
+def test_metrics_json_records_what_reproduces_the_run(tiny_models, data_dir, tmp_path):
+    out = tmp_path / "out"
+    m = finetune(data_dir / "sst2_300.jsonl", out, TrainConfig(model=str(tiny_models()), max_steps=3, **{
+        k: v for k, v in FAST.items() if k != "epochs"}))
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["data_fingerprint"] == m["data_fingerprint"] and len(m["data_fingerprint"]) == 64
+    assert saved["seed"] == 42 and saved["config"]["lr"] == 1e-3
+    assert {"torch", "transformers", "edgeft"} <= set(saved["versions"])
+    assert saved["train"]["steps"] == 3
+    for split in ("train", "validation", "test"):  # the split is saved for reruns
+        assert (out / "data" / f"{split}.jsonl").is_file()
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "train_config.json").read_text())["max_steps"] == 3
+
+
+def test_same_seed_same_result(tiny_models, data_dir, tmp_path):
+    cfg = TrainConfig(model=str(tiny_models()), max_steps=4, precision="fp32", **{k: v for k, v in FAST.items() if k != "epochs"})
+    a = finetune(data_dir / "sst2_300.jsonl", tmp_path / "a", cfg)
+    b = finetune(data_dir / "sst2_300.jsonl", tmp_path / "b", cfg)
+    assert a["train"]["loss"] == pytest.approx(b["train"]["loss"], rel=1e-6)
+    assert a["test"]["confusion_matrix"] == b["test"]["confusion_matrix"]
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_models, data_dir, tmp_path):
+    base = dict(model=str(tiny_models()), batch_size=16, lr=1e-3, max_length=48, patience=0, eval_steps=5,
+                precision="fp32")
+    full = finetune(data_dir / "sst2_300.jsonl", tmp_path / "full", TrainConfig(max_steps=10, **base))
+    # A run stopped after step 5 (as if killed), then resumed to step 10 with the same settings.
+    finetune(data_dir / "sst2_300.jsonl", tmp_path / "cut", TrainConfig(max_steps=5, **base))
+    (tmp_path / "cut" / "metrics.json").unlink()
+    resumed = finetune(data_dir / "sst2_300.jsonl", tmp_path / "cut", TrainConfig(max_steps=10, resume=True, **base))
+    assert resumed["train"]["steps"] == 10
+    assert resumed["test"]["accuracy"] == pytest.approx(full["test"]["accuracy"], abs=0.034)  # 1 of 30 rows
+
+
+def test_hp_search_runs_trials_and_keeps_the_best(tiny_models, data_dir, tmp_path):
+    cfg = TrainConfig(model=str(tiny_models()), hp_search=2, max_steps=3, batch_size=16, max_length=48, patience=0)
+    m = finetune(data_dir / "sst2_300.jsonl", tmp_path / "out", cfg)
+    trials = m["hp_search"]
+    assert len(trials) == 2 and all({"learning_rate", "accuracy"} <= set(t) for t in trials)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(epochs=0), ConfigError, "--epochs must be > 0"),
+    (dict(batch_size=0), ConfigError, "--batch-size must be >= 1"),
+    (dict(task="summarization"), ConfigError, "--task 'summarization' is unknown"),
+    (dict(max_length=4096), ConfigError, "--max-length 4096 is above what"),
+])
+def test_bad_settings_fail_before_training(tiny_models, data_dir, tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        finetune(data_dir / "sst2_300.jsonl", tmp_path / "out", TrainConfig(model=str(tiny_models()), **kwargs))
+
+
+def test_unseen_label_in_test_file_is_named_with_its_line(tiny_models, data_dir, tmp_path):
+    test = tmp_path / "test.jsonl"
+    test.write_text('{"text": "fine", "label": "positive"}\n{"text": "meh", "label": "neutral"}\n')
+    with pytest.raises(DataError, match=r"test.jsonl:2: label 'neutral' does not occur in the training data"):
+        finetune(data_dir / "sst2_300.jsonl", tmp_path / "out", TrainConfig(model=str(tiny_models())), test=test)
+
+
+def test_not_a_model_folder(data_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="is not a model folder: it has no config.json"):
+        finetune(data_dir / "sst2_300.jsonl", tmp_path / "out", TrainConfig(model=str(tmp_path / "empty")))
+
+
+def test_refuses_a_non_empty_output_folder_unless_forced(tiny_models, data_dir, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="is not empty; choose a new folder"):
+        finetune(data_dir / "sst2_300.jsonl", tmp_path / "out", TrainConfig(model=str(tiny_models())))

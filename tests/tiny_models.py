@@ -1,0 +1,85 @@
+"""Tiny randomly-initialised models of every architecture edgeft supports, built in seconds.
+
+``make_tiny_model(out_dir, arch, task, labels)`` writes a normal Hugging Face folder (config,
+safetensors, tokenizer) that ``edgeft train`` / ``export`` accept exactly like a real checkpoint.
+All four architectures share one tiny WordPiece tokenizer trained on the test slices: the model
+does not care which algorithm produced its ids, and one tokenizer keeps the fixtures simple.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0..4
+
+ARCHS = ("bert", "distilbert", "roberta", "gpt2")
+
+
+def corpus() -> list[str]:
+    """Every text of the real test slices (SST-2, BANKING77, WNUT-17)."""
+    texts = []
+    for name in ("sst2_300.jsonl", "banking77_300.jsonl", "wnut17_200.jsonl"):
+        for line in (DATA / name).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            texts.append(row["text"] if "text" in row else " ".join(row["tokens"]))
+    return texts
+
+
+@lru_cache(maxsize=1)
+def tokenizer_json(vocab_size: int = 600) -> str:
+    """A lowercasing BERT-style WordPiece tokenizer, serialised (trained once per session)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
+    tok.train_from_iterator(corpus(), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return tok.to_str()
+
+
+def _config(arch: str, vocab_size: int, num_labels: int, id2label: dict, seed_kwargs: dict):
+    from transformers import BertConfig, DistilBertConfig, GPT2Config, RobertaConfig
+
+    common = dict(vocab_size=vocab_size, id2label=id2label, label2id={v: k for k, v in id2label.items()}, **seed_kwargs)
+    if arch == "bert":
+        return BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          max_position_embeddings=128, pad_token_id=0, **common)
+    if arch == "distilbert":
+        return DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
+                                pad_token_id=0, **common)
+    if arch == "roberta":  # positions start at pad_token_id + 1, hence 128 + 2
+        return RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             max_position_embeddings=130, pad_token_id=0, bos_token_id=2, eos_token_id=3, **common)
+    if arch == "gpt2":  # decoder: classification pools the last non-pad token, so pad must be set
+        return GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=128, pad_token_id=0, bos_token_id=2,
+                          eos_token_id=3, use_cache=False, **common)
+    raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
+
+
+def make_tiny_model(out_dir: str | Path, arch: str = "bert", task: str = "text-classification",
+                    labels: tuple[str, ...] = ("negative", "positive"), seed: int = 0) -> Path:
+    """Write a tiny random HF model folder for ``task`` and return its path."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    tok = Tokenizer.from_str(tokenizer_json())
+    id2label = dict(enumerate(labels))
+    config = _config(arch, tok.get_vocab_size(), len(labels), id2label, {})
+    torch.manual_seed(seed)
+    cls = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
+    model = cls.from_config(config)
+    model.save_pretrained(out)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+    fast.save_pretrained(out)
+    return out
