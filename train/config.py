@@ -31,6 +31,7 @@ class TrainConfig:
     precision: str = "auto"  # auto = bf16 where the CPU/GPU supports it, else fp32 | bf16 | fp32
     group_by_length: bool = True  # batches of similar lengths: less padding, 1.6x faster here
     hp_search: int = 0  # > 0: that many Optuna trials of the Trainer's hyperparameter_search
+    hp_space: dict | None = None  # overrides of train.finetune.HP_SPACE, e.g. {"learning_rate": [1e-5, 3e-5]}
     report_to: str = "none"  # "tensorboard", "wandb", … as in the Trainer
     resume: bool = False  # continue from the last checkpoint in OUT/checkpoints
     force: bool = False  # replace a non-empty output folder
@@ -63,6 +64,20 @@ class TrainConfig:
             problems.append(f"--precision must be auto, bf16 or fp32 (got {self.precision!r})")
         if self.hp_search < 0:
             problems.append(f"--hp-search must be >= 0 trials (got {self.hp_search})")
+        if self.hp_space:
+            from edgeft.train.finetune import HP_SPACE
+
+            unknown = sorted(set(self.hp_space) - set(HP_SPACE))
+            if unknown:
+                problems.append(f"--hp-space: unknown {', '.join(unknown)}; searchable: {', '.join(HP_SPACE)}")
+            for name, spec in self.hp_space.items():
+                if not isinstance(spec, (list, tuple)) or not spec:
+                    problems.append(f"--hp-space {name}: give [low, high] or a list of choices, got {spec!r}")
+        if self.report_to not in ("none", "all") and "tensorboard" in self.report_to:
+            import importlib.util
+
+            if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
+                problems.append("--report-to tensorboard needs TensorBoard: pip install tensorboard")
         if not (0 < self.validation_fraction < 0.5 and 0 < self.test_fraction < 0.5):
             problems.append("validation and test fractions must be in (0, 0.5)")
         if problems:  # report all at once, like torchtune's config errors

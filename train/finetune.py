@@ -25,8 +25,8 @@ import random
 from pathlib import Path
 
 from edgeft.data import Dataset, check_labels, fingerprint, read_dataset, split_dataset, write_jsonl
-from edgeft.errors import ConfigError, DataError, ModelError
-from edgeft.metrics import classification_metrics, headline, ner_metrics
+from edgeft.errors import ConfigError, DataError, ModelError, require
+from edgeft.metrics import classification_metrics, ner_metrics
 from edgeft.train.config import TrainConfig
 from edgeft.train.model_source import resolve_model
 
@@ -47,13 +47,17 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
     if rank0:
         _check_output_dir(out, cfg)
+    resume = _last_checkpoint(out) if cfg.resume else None
+    if cfg.resume and resume is None:
+        raise ConfigError(f"--resume: no checkpoint in {out / 'checkpoints'} to continue from; run without --resume.")
     train_ds, val_ds, test_ds = prepare_splits(data, validation, test, cfg)
     task = train_ds.task
     labels = train_ds.labels
     check_labels(val_ds, labels, f"the training data ({train_ds.path})")
     check_labels(test_ds, labels, f"the training data ({train_ds.path})")
 
-    torch, transformers = _import_training_stack()
+    transformers = require("transformers", "train")
+    require("torch", "train")
     transformers.utils.logging.set_verbosity_error()  # the load report's MISSING classifier.* is normal
     transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars; training keeps its own
     model_path, model_name = resolve_model(cfg.model)
@@ -71,21 +75,17 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
 
     hp_trials = []
     if cfg.hp_search:
-        hp_trials, best = hyperparameter_search(trainer, cfg)
+        hp_trials, best = hyperparameter_search(trainer, cfg, cfg.hp_space)
         for name, value in best.items():  # the final run uses the best trial's settings
             setattr(trainer.args, name, value)
         trainer.model = trainer.call_model_init()
 
-    resume = _last_checkpoint(out) if cfg.resume else None
-    if cfg.resume and resume is None:
-        raise ConfigError(f"--resume: no checkpoint in {out / 'checkpoints'} to continue from; run without --resume.")
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
 
     metric_name = "f1" if task == "token-classification" else "accuracy"
-    evaluations = {name: evaluate(trainer, features[name], (val_ds if name == "validation" else test_ds), labels, task)
-                   for name in ("validation", "test")}
+    evaluations = {name: evaluate(trainer, features[name], labels, task) for name in ("validation", "test")}
     metrics = {
         "task": task,
         "model": model_name,
@@ -273,7 +273,7 @@ def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task
     )
 
 
-def evaluate(trainer, features: list[dict], ds: Dataset, labels: list[str], task: str) -> dict:
+def evaluate(trainer, features: list[dict], labels: list[str], task: str) -> dict:
     """Full metrics of the trainer's (best) model on one split."""
     out = trainer.predict(features)
     metrics = predictions_to_metrics(out.predictions, out.label_ids, labels, task)
@@ -281,12 +281,12 @@ def evaluate(trainer, features: list[dict], ds: Dataset, labels: list[str], task
     return metrics
 
 
-HP_SPACE = {  # name → (low, high) for floats/ints, list for a categorical choice
-    "learning_rate": (1e-5, 1e-4),
-    "per_device_train_batch_size": [16, 32, 64],
-    "num_train_epochs": (1, 5),
-    "warmup_steps": (0.0, 0.2),
-    "weight_decay": (0.0, 0.1),
+HP_SPACE = {  # TrainingArguments name → [low, high] (a range) or a list of 1 or 3+ choices
+    "learning_rate": [1e-5, 1e-4],  # sampled log-uniformly
+    "per_device_train_batch_size": [16, 32, 64],  # always a choice
+    "num_train_epochs": [1, 5],
+    "warmup_steps": [0.0, 0.2],  # fraction of the steps
+    "weight_decay": [0.0, 0.1],
 }
 
 
@@ -299,8 +299,8 @@ def hyperparameter_search(trainer, cfg: TrainConfig, space: dict | None = None) 
     def hp_space(trial):
         params = {}
         for name, spec in space.items():
-            if isinstance(spec, list):
-                params[name] = trial.suggest_categorical(name, spec)
+            if name == "per_device_train_batch_size" or len(spec) != 2:
+                params[name] = trial.suggest_categorical(name, list(spec))
             elif all(isinstance(v, int) for v in spec):
                 params[name] = trial.suggest_int(name, *spec)
             else:
@@ -421,9 +421,3 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _import_training_stack():
-    from edgeft.errors import require
-
-    return require("torch", "train"), require("transformers", "train")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -52,6 +53,8 @@ def train_command(
     patience: int = typer.Option(2, help="Early stopping: evaluations without improvement before stopping (0 = off)."),
     precision: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU has it) | bf16 | fp32."),
     hp_search: int = typer.Option(0, help="Run N Optuna trials (lr, batch size, epochs, warm-up, weight decay) and keep the best."),
+    hp_space: Optional[str] = typer.Option(
+        None, help='Override search ranges as JSON, e.g. \'{"learning_rate": [1e-5, 3e-5], "num_train_epochs": [2, 4]}\'.'),
     report_to: str = typer.Option("none", help="Trainer loggers, e.g. tensorboard (logs in OUT/checkpoints/runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty output folder."),
@@ -61,11 +64,20 @@ def train_command(
     """Fine-tune a model on labeled text (classification or NER) and score it on a test split."""
     from edgeft.train.config import TrainConfig
 
+    space = None
+    if hp_space:
+        try:
+            space = json.loads(hp_space)
+            assert isinstance(space, dict)
+        except (ValueError, AssertionError):
+            from edgeft.cli import fail
+
+            fail(f"--hp-space must be a JSON object like '{{\"learning_rate\": [1e-5, 3e-5]}}', got {hp_space!r}")
     cfg = TrainConfig(  # checks every value before anything heavy is imported
         task=task, model=model, text_column=text_column, label_column=label_column, tokens_column=tokens_column,
         tags_column=tags_column, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
         max_steps=max_steps, max_train_samples=max_train_samples, seed=seed, eval_steps=eval_steps,
-        patience=patience, precision=precision, hp_search=hp_search, report_to=report_to, resume=resume,
+        patience=patience, precision=precision, hp_search=hp_search, hp_space=space, report_to=report_to, resume=resume,
         force=force, skip_bad_rows=skip_bad_rows, trust_remote_code=trust_remote_code,
     )
     if data is None:
@@ -94,6 +106,12 @@ def print_summary(metrics: dict, out: Path) -> None:
         m = metrics[split]
         extra = f"macro-F1 {m['macro_f1']:.4f}" if "macro_f1" in m else f"P {m['precision']:.4f} R {m['recall']:.4f}"
         typer.echo(f"  {split:<11} {name} {m[name]:.4f}   {extra}   n={m['n']}")
+    if metrics["hp_search"]:
+        keys = [k for k in metrics["hp_search"][0] if k not in ("trial", name)]
+        typer.echo(f"  hp search   {'trial':>5} {name:>9} " + " ".join(f"{k[:14]:>14}" for k in keys))
+        for trial in metrics["hp_search"]:
+            typer.echo(f"              {trial['trial']:>5} {trial[name] or 0:>9.4f} "
+                       + " ".join(f"{trial.get(k, ''):>14.4g}" for k in keys))
     if t["skipped_rows"]:
         typer.echo(f"  skipped     {t['skipped_rows']} bad training rows (--skip-bad-rows)")
     typer.echo(f"  saved       {out}/ (model), {out}/metrics.json, {out}/curves.png")
