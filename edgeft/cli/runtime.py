@@ -1,3 +1,262 @@
-"""CLI commands of the runtime stage (see edgeft.runtime)."""
+"""CLI commands of the runtime: predict, eval, inspect, bench (see edgeft.runtime).
 
-from edgeft.cli import app  # noqa: F401
+Nothing heavy is imported at module level: ``edgeft --help`` must stay fast, and these commands
+must run on a device where torch is not installed. numpy/onnxruntime/tokenizers are imported
+inside the commands, through edgeft.runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeft.cli import app
+from edgeft.errors import ConfigError, DataError
+
+BUNDLE_HELP = "Bundle folder (model.onnx, tokenizer.json, edgeft.json) or a .zip of it; verified before use."
+THREADS_HELP = "onnxruntime intra-op threads (default: physical cores, at most 4)."
+
+
+@app.command(
+    "predict",
+    epilog=(
+        "Examples:\n\n"
+        '  edgeft predict runs/bundle "a gripping, beautiful film" "dull"\n\n'
+        "  edgeft predict runs/bundle --input reviews.jsonl --output predictions.jsonl\n\n"
+        "Output rows: {\"line\", \"label\", \"score\", \"scores\", \"truncated\"}; NER: {\"line\", \"entities\": "
+        "[{\"label\", \"score\", \"start\", \"end\", \"text\"}], \"truncated\"} with character offsets."
+    ),
+)
+def predict_command(
+    bundle: Path = typer.Argument(..., help=BUNDLE_HELP),
+    texts: Optional[list[str]] = typer.Argument(None, help="Texts to classify (or use --input)."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i",
+                                         help=".jsonl (rows with a 'text' field) or .txt (one text per line), "
+                                              "streamed in chunks: any size, constant memory."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Write one JSON object per line here (default with --input: stdout)."),
+    batch_size: int = typer.Option(32, help="Texts per model call (dynamic padding within a batch)."),
+    chunk: int = typer.Option(512, help="Texts read from --input per step (memory stays constant)."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+):
+    """Label texts (classification) or find their entities (NER) with a bundle."""
+    from edgeft.runtime.predictor import Predictor
+
+    if bool(texts) == bool(input):
+        raise ConfigError("give texts as arguments or one --input file (not both, not neither)")
+    if chunk < 1:
+        raise ConfigError(f"--chunk must be ≥ 1, not {chunk}")
+    predictor = Predictor.load(bundle, threads=threads, batch_size=batch_size)
+    t0 = time.perf_counter()
+    if texts:
+        results = predictor.predict(texts)
+        out = open(output, "w", encoding="utf-8") if output else None
+        try:
+            for n, (text, result) in enumerate(zip(texts, results), 1):
+                typer.echo(_describe(text, result))
+                if out:
+                    out.write(json.dumps({"line": n, **result.to_dict()}, ensure_ascii=False) + "\n")
+        finally:
+            if out:
+                out.close()
+        count, truncated = len(results), sum(r.truncated for r in results)
+    else:
+        count, truncated = _predict_file(predictor, input, output, chunk)
+    seconds = time.perf_counter() - t0
+    where = f" → {output}" if output else ""
+    typer.echo(f"predicted {count} text(s) in {seconds:.2f} s ({count / max(seconds, 1e-9):.0f}/s); "
+               f"{truncated} truncated to {predictor.manifest.max_length} tokens{where}", err=bool(input))
+
+
+def _predict_file(predictor, path: Path, output: Optional[Path], chunk: int) -> tuple[int, int]:
+    """Stream ``path`` through the predictor in chunks; returns (count, truncated)."""
+    import click
+
+    if not path.is_file():
+        raise DataError(f"--input {path}: no such file")
+    if path.suffix.lower() not in (".jsonl", ".txt"):
+        raise DataError(f"--input {path}: use a .jsonl file (rows with a 'text' field) or a .txt file (one text per line)")
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    count = truncated = 0
+    try:
+        with open(path, "rb") as raw, click.progressbar(length=path.stat().st_size, label="predicting",
+                                                        file=sys.stderr) as bar:
+            batch: list[tuple[int, str]] = []
+            for n, line in enumerate(raw, 1):
+                bar.update(len(line))
+                item = _read_row(path, n, line)
+                if item is not None:
+                    batch.append((n, item))
+                if len(batch) >= chunk:
+                    truncated += _flush(predictor, batch, out)
+                    count, batch = count + len(batch), []
+            truncated += _flush(predictor, batch, out)
+            count += len(batch)
+    finally:
+        if output:
+            out.close()
+    return count, truncated
+
+
+def _read_row(path: Path, n: int, line: bytes) -> Optional[str]:
+    """One input line → its text (None for a blank JSONL line); DataError naming file:line otherwise."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{n}: not UTF-8 ({e}); convert the file to UTF-8") from None
+    if path.suffix.lower() == ".txt":
+        return text.rstrip("\r\n")  # every line is a text, even an empty one: output lines stay aligned
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+        raise DataError(f"{path}:{n}: expected an object with a string field 'text'")
+    return row["text"]
+
+
+def _flush(predictor, batch: list[tuple[int, str]], out) -> int:
+    if not batch:
+        return 0
+    results = predictor.predict([text for _, text in batch])
+    for (n, _), result in zip(batch, results):
+        out.write(json.dumps({"line": n, **result.to_dict()}, ensure_ascii=False) + "\n")
+    out.flush()
+    return sum(r.truncated for r in results)
+
+
+def _describe(text: str, result) -> str:
+    """One human-readable line per text (entities on indented lines below it)."""
+    short = text if len(text) <= 60 else text[:57] + "…"
+    cut = "  (truncated)" if result.truncated else ""
+    if hasattr(result, "label"):
+        return f"{result.label}\t{result.score:.4f}\t{short}{cut}"
+    spans = [f"\n  {e.label}\t{e.score:.4f}\t{e.start}-{e.end}\t{e.text}" for e in result.entities]
+    return f"{short}{cut}" + ("".join(spans) if spans else "\n  (no entities)")
+
+
+@app.command(
+    "eval",
+    epilog="Example:\n\n  edgeft eval runs/bundle --data test.jsonl --json runs/bundle-eval.json",
+)
+def eval_command(
+    bundle: Path = typer.Argument(..., help=BUNDLE_HELP),
+    data: Path = typer.Option(..., "--data", help="Labeled test file: .csv/.tsv/.jsonl (text + label) or "
+                                                  ".jsonl/.conll (tokens + BIO tags) for NER bundles."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here as JSON."),
+    text_column: str = typer.Option("text", help="Column holding the text."),
+    label_column: str = typer.Option("label", help="Column holding the label."),
+    batch_size: int = typer.Option(32, help="Texts per model call."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count bad rows instead of stopping."),
+):
+    """Score a bundle on a labeled file with the same metrics as training (accuracy/macro-F1, entity F1)."""
+    from edgeft.metrics import headline
+    from edgeft.runtime.evaluate import evaluate
+    from edgeft.runtime.predictor import Predictor
+
+    predictor = Predictor.load(bundle, threads=threads, batch_size=batch_size)
+    metrics = evaluate(predictor, data, text_column=text_column, label_column=label_column, skip_bad_rows=skip_bad_rows)
+    if json_out:
+        _write_json(json_out, metrics)
+    name, value = headline(metrics)
+    other = (f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}" if name == "f1"
+             else f"macro-F1 {metrics['macro_f1']:.4f}")
+    where = f" → {json_out}" if json_out else ""
+    typer.echo(f"{name} {value:.4f}  {other}  on {metrics['n']} examples ({metrics['truncated']} truncated, "
+               f"{metrics['skipped']} skipped, {metrics['seconds']:.2f} s){where}")
+
+
+@app.command("inspect", epilog="Example:\n\n  edgeft inspect runs/bundle --json inspect.json")
+def inspect_command(
+    bundle: Path = typer.Argument(..., help=BUNDLE_HELP),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here as JSON."),
+):
+    """Show a bundle: manifest, file sizes, ONNX op histogram, opset, quantization, parity and accuracy."""
+    from edgeft.runtime.inspect import inspect_bundle, render
+
+    report = inspect_bundle(bundle)
+    typer.echo(render(report))
+    if json_out:
+        _write_json(json_out, report)
+        typer.echo(f"report → {json_out}")
+
+
+@app.command(
+    "bench",
+    epilog=(
+        "Examples:\n\n"
+        "  edgeft bench runs/fp32 runs/int8 --threads 1,4 --json bench.json   # ratios against runs/fp32\n\n"
+        "  edgeft bench runs/int8 --pytorch runs/ft --seq-len real,128         # vs PyTorch eager (needs [train])\n\n"
+        "  edgeft bench --compare x86.json arm64.json                           # two saved runs side by side"
+    ),
+)
+def bench_command(
+    paths: Optional[list[Path]] = typer.Argument(None, help="Bundles to compare (the first is the reference); "
+                                                            "with --compare: two bench JSON files."),
+    pytorch: Optional[Path] = typer.Option(None, "--pytorch", help="Also time this HF model folder in PyTorch eager "
+                                                                   "(needs the 'train' extra)."),
+    threads: str = typer.Option("1,2", "--threads", help="Thread counts, comma-separated."),
+    batch: str = typer.Option("1,8", "--batch", help="Batch sizes, comma-separated."),
+    seq_len: str = typer.Option("real,16,64,128", "--seq-len",
+                                help="'real' (sentences from --data, unpadded) and/or token counts (padded/truncated)."),
+    runs: int = typer.Option(300, help="Timed runs per configuration and model (interleaved in rounds)."),
+    warmup: int = typer.Option(30, help="Untimed runs per configuration before timing."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Sentences for 'real' (.jsonl/.txt/.csv); "
+                                                             "default: the shipped SST-2 sample."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report (machine, versions, rows) here."),
+    compare: bool = typer.Option(False, "--compare", help="Print two bench JSON files side by side; runs nothing."),
+):
+    """Latency p50/p90/p99, throughput, peak RSS, load time and cold start of bundles, side by side."""
+    from edgeft.runtime import bench
+
+    paths = paths or []
+    if compare:
+        if len(paths) != 2:
+            raise ConfigError(f"--compare needs exactly two bench JSON files, got {len(paths)}")
+        typer.echo(bench.compare(*(_read_json(p) for p in paths)))
+        return
+    if not paths and pytorch is None:
+        raise ConfigError("give at least one bundle (or --pytorch MODEL_DIR) to benchmark")
+    t0 = time.perf_counter()
+    specs = bench.model_specs(paths, pytorch)
+    max_length = 128
+    if paths:
+        from edgeft.runtime.bundle import load_bundle
+
+        max_length = load_bundle(paths[0]).manifest.max_length
+    report = bench.run_bench(
+        specs, bench.parse_list(threads, "--threads"), bench.parse_list(batch, "--batch"),
+        bench.parse_list(seq_len, "--seq-len", allow_real=True), runs=runs, warmup=warmup, data=data,
+        max_length=max_length, progress=lambda line: typer.echo(line, err=True))
+    typer.echo(bench.render(report))
+    if json_out:
+        _write_json(json_out, report)
+    where = f" → {json_out}" if json_out else ""
+    typer.echo(f"benchmarked {len(specs)} model(s) × {len(report['rows']) // len(specs)} configuration(s) "
+               f"in {time.perf_counter() - t0:.1f} s{where}")
+
+
+def _write_json(path: Path, obj) -> None:
+    """Write JSON via a temp file + rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read a bench report ({e})") from None
+    if not isinstance(report, dict) or not {"machine", "models", "rows"} <= report.keys():
+        raise DataError(f"{path}: not a bench report (write one with `edgeft bench … --json {path.name}`)")
+    return report

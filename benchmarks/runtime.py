@@ -1,0 +1,98 @@
+"""Cold start and memory of the device runtime against the PyTorch path, on your bundle.
+
+    python benchmarks/runtime.py runs/bundle --pytorch runs/ft              # bundle vs its HF model
+    python benchmarks/runtime.py runs/int8 runs/fp32 --pytorch runs/ft --repeats 10 --threads 1
+
+Each repeat starts a fresh Python process per model (one after another, never overlapping) and
+measures, in that process:
+* time to first prediction: process start → first result of one sentence (interpreter, imports,
+  bundle verification or HF loading, session creation, tokenization, one forward), ms wall clock;
+* load: verification + session creation (runtime) or from_pretrained of model + tokenizer (PyTorch), ms;
+* peak RSS of the process at that point, MB (ru_maxrss) — what a device needs to serve.
+The models take turns within each repeat (rotating who goes first), so background load hits all
+of them alike. Reported: median and min over the repeats; peak RSS as the median.
+
+Prints a table and writes benchmarks/results/runtime.json (or --out). The PyTorch column needs the
+``train`` extra; the runtime columns never import torch (each model has its own process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from edgeft.runtime.bench import Worker, machine_info, model_specs, sample_texts
+from edgeft.runtime.bundle import load_bundle
+
+HERE = Path(__file__).resolve().parent
+
+
+def cold_starts(specs, repeats: int, threads: int, texts: list[str], max_length: int) -> dict[str, list[dict]]:
+    """name → one {"load_ms", "first_prediction_ms", "peak_rss_mb"} per repeat."""
+    runs: dict[str, list[dict]] = {s.name: [] for s in specs}
+    for r in range(repeats):
+        for k in range(len(specs)):
+            spec = specs[(k + r) % len(specs)]  # rotate the order against position bias
+            worker = Worker(spec, threads, texts[:1], max_length)  # returns once the first prediction is done
+            try:
+                rss = worker.ask({"cmd": "exit"})["peak_rss_mb"]
+            finally:
+                worker.close()
+            runs[spec.name].append({**worker.ready, "peak_rss_mb": rss})
+        print(f"repeat {r + 1}/{repeats} done", file=sys.stderr)
+    return runs
+
+
+def summarize(specs, runs: dict[str, list[dict]]) -> list[dict]:
+    rows = []
+    for spec in specs:
+        first = [x["first_prediction_ms"] for x in runs[spec.name]]
+        rows.append({"model": spec.name, "kind": spec.kind, "size_mb": spec.size_bytes / 1e6,
+                     "first_prediction_ms_median": statistics.median(first), "first_prediction_ms_min": min(first),
+                     "load_ms_median": statistics.median(x["load_ms"] for x in runs[spec.name]),
+                     "peak_rss_mb_median": statistics.median(x["peak_rss_mb"] for x in runs[spec.name])})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    ref = rows[0]
+    width = max(len(r["model"]) for r in rows) + 2
+    lines = [(f"{'model':<{width}}{'size MB':>8} {'first pred ms (median/min)':>27} {'load ms':>9} "
+              f"{'peak RSS MB':>12} {'vs first: time':>15} {'RSS':>6}")]
+    for r in rows:
+        lines.append(f"{r['model']:<{width}}{r['size_mb']:>8.1f} {r['first_prediction_ms_median']:>18.0f} / "
+                     f"{r['first_prediction_ms_min']:<6.0f} {r['load_ms_median']:>9.0f} {r['peak_rss_mb_median']:>12.1f}"
+                     f" {r['first_prediction_ms_median'] / ref['first_prediction_ms_median']:>14.2f}×"
+                     f" {r['peak_rss_mb_median'] / ref['peak_rss_mb_median']:>5.2f}×")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bundles", nargs="+", type=Path, help="bundle folders or .zip files (the first is the reference)")
+    ap.add_argument("--pytorch", type=Path, help="the HF model folder the bundle was exported from")
+    ap.add_argument("--repeats", type=int, default=5, help="fresh processes per model")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads (onnxruntime and torch)")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "runtime.json")
+    args = ap.parse_args(argv)
+
+    specs = model_specs(args.bundles, args.pytorch)
+    max_length = load_bundle(args.bundles[0]).manifest.max_length
+    t0 = time.perf_counter()
+    runs = cold_starts(specs, args.repeats, args.threads, sample_texts(None), max_length)
+    rows = summarize(specs, runs)
+    print(table(rows))
+    report = {"machine": machine_info(), "threads": args.threads, "repeats": args.repeats, "rows": rows, "runs": runs,
+              "seconds": time.perf_counter() - t0}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"→ {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""``Predictor``: a verified bundle + an onnxruntime session + its tokenizer → labels and entities.
+
+    from edgeft.runtime.predictor import Predictor
+    p = Predictor.load("runs/bundle")          # or "bundle.zip"; verifies hashes first
+    p.predict(["great film", "dull"])           # [Prediction(label="positive", score=0.93, …), …]
+
+Batching pads in numpy (dynamic padding: texts sorted by length, each batch padded only to its
+longest member), so the tokenizer's own padding is never switched on. The tokenizer is configured
+once at load (truncation to the bundle's max_length) and never mutated afterwards — a setting
+changed per call would leak into the texts another thread is encoding — and
+``InferenceSession.run`` is thread-safe, so one Predictor serves many threads without a lock.
+
+numpy, onnxruntime and tokenizers only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeft.errors import BundleError, ConfigError
+from edgeft.runtime.bundle import Bundle, load_bundle
+from edgeft.runtime.manifest import Manifest
+
+CLIP_CHARS_PER_TOKEN = 32  # a text longer than max_length × this is cut before tokenizing (see _clip)
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: valid in a Python str, not in UTF-8
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A classification result: the best label, its probability and every label's probability."""
+
+    label: str
+    score: float  # softmax probability of `label`
+    scores: dict[str, float]  # label → probability, in the bundle's label order; sums to 1
+    truncated: bool = False  # the text was longer than max_length tokens; only its start was read
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One entity span; ``text[start:end]`` of the original text is ``self.text``."""
+
+    label: str  # entity type, without the B-/I- prefix
+    score: float  # mean over its words of the first sub-token's probability
+    start: int  # character offsets into the original (not normalised) text
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Entities:
+    """A token-classification result: the entities found in one text."""
+
+    entities: tuple[Entity, ...]
+    truncated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """Use ``Predictor.load``; the fields are public for inspection and benchmarks."""
+
+    manifest: Manifest
+    session: Any  # onnxruntime.InferenceSession
+    tokenizer: Any  # tokenizers.Tokenizer, truncation set at load, padding off; never mutated after
+    source: Path
+    batch_size: int = 32
+    threads: int = 1
+    load_seconds: float = field(default=0.0, compare=False)  # verification + session creation
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None,
+             batch_size: int = 32) -> Predictor:
+        """Verify the bundle at ``path`` (folder or .zip), then create the session.
+
+        Args:
+            path: bundle folder or .zip.
+            threads: onnxruntime intra-op threads; default: physical cores, at most 4.
+            providers: onnxruntime execution providers; default CPU.
+            batch_size: texts per model call inside ``predict``.
+        Raises:
+            BundleError: the bundle fails verification or onnxruntime cannot load it.
+            ConfigError: a bad thread count, batch size or provider.
+        """
+        import time
+
+        t0 = time.perf_counter()
+        if threads is not None and threads < 1:
+            raise ConfigError(f"--threads must be ≥ 1, not {threads}")
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be ≥ 1, not {batch_size}")
+        bundle = load_bundle(path)  # raises before any session exists
+        threads = threads or default_threads()
+        session = make_session(bundle, threads, providers)
+        tokenizer = make_tokenizer(bundle)
+        return cls(bundle.manifest, session, tokenizer, bundle.source, batch_size, threads,
+                   time.perf_counter() - t0)
+
+    @property
+    def is_ner(self) -> bool:
+        return self.manifest.task == "token-classification"
+
+    def predict(self, texts: Sequence[str] | str) -> list[Prediction] | list[Entities]:
+        """Classify texts, or find their entities (token-classification bundles).
+
+        Args:
+            texts: strings (a single str counts as one text). Empty strings, any Unicode and very
+                long texts are fine; texts over max_length tokens are truncated and flagged.
+        Returns:
+            one Prediction (classification) or Entities (NER) per text, in input order.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str")
+        encodings, truncated = self._encode(texts)
+        logits = self.forward([e.ids for e in encodings])
+        labels = self.manifest.labels
+        if not self.is_ner:
+            return [classify(row, labels, cut) for row, cut in zip(logits, truncated)]
+        return [Entities(entities(text, enc, row, labels), cut)
+                for text, enc, row, cut in zip(texts, encodings, logits, truncated)]
+
+    def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], bool]]:
+        """Tag pre-split words (NER evaluation): the label of each word's first sub-token.
+
+        Returns:
+            per sentence: (one tag per word, truncated). Words cut off by truncation, or that
+            produce no token at all, are tagged "O".
+        """
+        encodings = self.tokenizer.encode_batch([list(s) for s in sentences], is_pretokenized=True)
+        logits = self.forward([e.ids for e in encodings])
+        out = []
+        for words, enc, row in zip(sentences, encodings, logits):
+            first = first_subtokens(enc.word_ids)  # word index → token index
+            best = row.argmax(-1)  # (seq,)
+            tags = [self.manifest.labels[best[first[w]]] if w in first else "O" for w in range(len(words))]
+            out.append((tags, bool(enc.overflowing)))
+        return out
+
+    def forward(self, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Run the model on token ids with dynamic padding.
+
+        Returns:
+            per sequence, its float32 logits: (num_labels,) for classification, (len(ids[i]),
+            num_labels) for NER.
+        """
+        m = self.manifest
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
+        out: list[np.ndarray] = [np.empty(0)] * len(ids)
+        for b in range(0, len(order), self.batch_size):
+            chunk = order[b:b + self.batch_size]
+            width = max(1, max(len(ids[i]) for i in chunk))
+            input_ids = np.full((len(chunk), width), m.pad_token_id, dtype=np.int64)  # (batch, seq)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)  # 1 = real token, 0 = pad
+            for r, i in enumerate(chunk):
+                seq = ids[i] or [m.pad_token_id]  # no token at all (e.g. "" without specials): one pad
+                input_ids[r, :len(seq)] = seq
+                mask[r, :len(seq)] = 1
+            feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+            logits = self.session.run(m.outputs[:1], {k: feeds[k] for k in m.inputs})[0]
+            self._check_shape(logits, len(chunk), width)
+            for r, i in enumerate(chunk):
+                out[i] = logits[r, :len(ids[i])] if self.is_ner else logits[r]
+        return out
+
+    def _check_shape(self, logits: np.ndarray, batch: int, width: int) -> None:
+        want = (batch, width, len(self.manifest.labels)) if self.is_ner else (batch, len(self.manifest.labels))
+        if logits.shape != want:
+            raise BundleError(f"{self.source}: the model returned logits of shape {logits.shape}, expected {want} "
+                              f"for task {self.manifest.task} with {len(self.manifest.labels)} labels; "
+                              "the manifest does not match the model")
+
+    def _encode(self, texts: list[str]) -> tuple[list[Any], list[bool]]:
+        """Tokenize with truncation; returns (encodings, truncated flags)."""
+        limit = self.manifest.max_length * CLIP_CHARS_PER_TOKEN
+        safe = [_SURROGATE.sub("\ufffd", t) if not t.isascii() else t for t in texts]  # same length
+        clipped = [clip(t, limit) for t in safe]
+        encodings = self.tokenizer.encode_batch(clipped)
+        for i, (full, cut, enc) in enumerate(zip(safe, clipped, encodings)):
+            if len(cut) < len(full) and not clip_is_exact(enc):
+                encodings[i] = self.tokenizer.encode(full)
+        return encodings, [bool(e.overflowing) for e in encodings]
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut a very long text near ``limit`` characters, at a whitespace when there is one nearby.
+
+    Tokenizing 1 MB to keep 128 tokens costs seconds and builds thousands of overflow encodings.
+    The kept tokens of the cut text equal those of the full text when the cut word is not among
+    them (``clip_is_exact``); otherwise the caller tokenizes the full text.
+    """
+    if len(text) <= limit:
+        return text
+    for cut in range(limit, max(0, limit - 4096), -1):  # the last whitespace in the final 4 KB
+        if text[cut - 1].isspace():
+            return text[:cut - 1]
+    return text[:limit]
+
+
+def clip_is_exact(enc: Any) -> bool:
+    """True when truncation kept only words that end before the cut: the kept tokens then do not
+    depend on where the text was cut (pre-tokenizers split words locally, and word ids run on
+    through the overflow pieces, so the last piece holds the cut word)."""
+    if not enc.overflowing:
+        return False  # the cut text fits: the full text may still have had more to keep
+    kept = max((w for w in enc.word_ids if w is not None), default=-1)
+    last = max((w for w in enc.overflowing[-1].word_ids if w is not None), default=-1)
+    return kept < last
+
+
+def classify(logits: np.ndarray, labels: list[str], truncated: bool) -> Prediction:
+    probs = softmax(logits)  # (num_labels,) float64
+    best = int(probs.argmax())
+    return Prediction(labels[best], float(probs[best]), {lab: float(p) for lab, p in zip(labels, probs)}, truncated)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in float64 (probabilities are reported to ~1e-7)."""
+    z = x.astype(np.float64) - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def first_subtokens(word_ids: Sequence[int | None]) -> dict[int, int]:
+    """word index → index of its first token (special tokens have word id None)."""
+    first: dict[int, int] = {}
+    for t, w in enumerate(word_ids):
+        if w is not None and w not in first:
+            first[w] = t
+    return first
+
+
+def entities(text: str, enc: Any, logits: np.ndarray, labels: list[str]) -> tuple[Entity, ...]:
+    """Word-level BIO tags → entity spans, like the HF pipeline's aggregation "first".
+
+    A word's tag is the argmax of its first sub-token; B-X starts an entity, I-X continues one of
+    type X (or starts one after O or another type), O ends it. Spans come from the tokenizer's
+    character offsets, which point into the original text even after lowercasing/accent stripping.
+
+    Args:
+        enc: the tokenizers Encoding of ``text``; logits: (seq, num_labels) for its tokens.
+    """
+    probs = softmax(logits)  # (seq, num_labels)
+    spans: dict[int, list[int]] = {}  # word → [first token, char start, char end]
+    for t, w in enumerate(enc.word_ids):
+        if w is None:
+            continue
+        start, end = enc.offsets[t]
+        if w not in spans:
+            spans[w] = [t, start, end]
+        else:
+            spans[w][2] = max(spans[w][2], end)
+    found: list[tuple[str, list[float], int, int]] = []  # (type, word scores, start, end)
+    open_entity = False
+    for w in sorted(spans):
+        first, start, end = spans[w]
+        tag = labels[int(probs[first].argmax())]
+        prefix, kind = (tag[:1], tag[2:]) if tag[1:2] == "-" else ("I", tag)
+        if tag == "O" or not kind:
+            open_entity = False
+            continue
+        if open_entity and prefix in ("I", "E") and found[-1][0] == kind:
+            found[-1][1].append(float(probs[first].max()))
+            found[-1] = (kind, found[-1][1], found[-1][2], end)
+        else:
+            found.append((kind, [float(probs[first].max())], start, end))
+        open_entity = prefix not in ("E", "S")
+    out = []
+    for kind, scores, start, end in found:
+        while start < end and text[start].isspace():  # byte-level tokenizers fold the space into the word
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        out.append(Entity(kind, float(np.mean(scores)), start, end, text[start:end]))
+    return tuple(out)
+
+
+def default_threads() -> int:
+    """Physical cores, at most 4: hyper-threads and more than 4 threads rarely help a small encoder."""
+    return max(1, min(4, physical_cores()))
+
+
+def physical_cores() -> int:
+    """Distinct (physical id, core id) pairs in /proc/cpuinfo; os.cpu_count() where that is missing."""
+    try:
+        pairs, phys = set(), "0"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "physical id":
+                phys = value.strip()
+            elif key == "core id":
+                pairs.add((phys, value.strip()))
+        if pairs:
+            return len(pairs)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+def make_session(bundle: Bundle, threads: int, providers: Sequence[str] | None = None) -> Any:
+    """An onnxruntime session for a verified bundle; checks the model's inputs/outputs against the manifest."""
+    import onnxruntime as ort
+
+    m = bundle.manifest
+    if _version(ort.__version__) < _version(m.min_onnxruntime):
+        raise BundleError(f"{bundle.source} needs onnxruntime ≥ {m.min_onnxruntime}, but {ort.__version__} is "
+                          "installed: pip install -U onnxruntime")
+    available = ort.get_available_providers()
+    providers = list(providers or ["CPUExecutionProvider"])
+    unknown = [p for p in providers if p not in available]
+    if unknown:
+        raise ConfigError(f"execution provider(s) {unknown} are not available; this onnxruntime has {available}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1  # one graph branch at a time: transformer graphs are sequential
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only; warnings about unused initializers are noise here
+    try:
+        session = ort.InferenceSession(bundle.model, sess_options=opts, providers=providers)
+    except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, …)
+        raise BundleError(f"{bundle.source}: onnxruntime cannot load {m.model_file}: {e}") from None
+    names = {i.name for i in session.get_inputs()}
+    if names != set(m.inputs):
+        raise BundleError(f"{bundle.source}: the model's inputs are {sorted(names)} but the manifest lists "
+                          f"{sorted(m.inputs)}; rebuild the bundle")
+    outs = {o.name: o.shape for o in session.get_outputs()}
+    if m.outputs[0] not in outs:
+        raise BundleError(f"{bundle.source}: the model has no output {m.outputs[0]!r} (it has {list(outs)})")
+    # logits: (batch, labels) or (batch, seq, labels); a dim is an int when static, else a name
+    shape, rank = outs[m.outputs[0]], 3 if m.task == "token-classification" else 2
+    if len(shape) != rank or (isinstance(shape[-1], int) and shape[-1] != len(m.labels)):
+        raise BundleError(f"{bundle.source}: the model's {m.outputs[0]} have shape {shape}, but a {m.task} "
+                          f"manifest with {len(m.labels)} labels needs rank {rank} ending in {len(m.labels)}; "
+                          "the manifest does not belong to this model")
+    return session
+
+
+def make_tokenizer(bundle: Bundle) -> Any:
+    """The bundle's tokenizer, truncating to max_length, without padding (we pad in numpy)."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_str(bundle.tokenizer_json)
+    except Exception as e:  # tokenizers raises a plain Exception on a bad file
+        raise BundleError(f"{bundle.source}: {bundle.manifest.tokenizer_file} is not a tokenizers file: {e}") from None
+    tok.no_padding()
+    tok.enable_truncation(max_length=bundle.manifest.max_length)
+    return tok
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """'1.17.3' → (1, 17, 3); non-numeric parts ('dev0', 'rc1') end the tuple."""
+    parts = []
+    for piece in str(text).split("."):
+        digits = re.match(r"\d+", piece)
+        if not digits:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts)
