@@ -1,3 +1,155 @@
-"""CLI commands of the compress stage (see edgeft.compress)."""
+"""CLI commands of the compression stage: export, quantize, targets (see edgeft.compress).
 
-from edgeft.cli import app  # noqa: F401
+A thin layer: parse flags into ``ExportConfig`` / ``QuantizeConfig``, call the stage function,
+print progress on stderr and a short summary on stdout. Errors are ``EdgeftError`` subclasses
+raised by the library; the group in ``edgeft.cli`` prints them as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeft.cli import app
+from edgeft.errors import require
+
+DATA_HELP = ".csv/.tsv/.jsonl (text + label) or .jsonl/.conll (tokens + BIO tags)."
+
+
+def _progress(quiet: bool):
+    """A progress callback printing ``[  3.2s] message`` on stderr (nothing with --quiet)."""
+    start = time.perf_counter()
+
+    def say(message: str) -> None:
+        if not quiet:
+            typer.echo(f"[{time.perf_counter() - start:6.1f}s] {message}", err=True)
+
+    return say
+
+
+def _size(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.2f} MB"
+
+
+@app.command(
+    "export",
+    epilog=(
+        "Examples:\n\n"
+        "  edgeft export runs/sst2 --out runs/sst2-fp32\n\n"
+        "  edgeft export runs/ner --out runs/ner-fp32.zip --zip --data ner_dev.jsonl --max-length 64"
+    ),
+)
+def export_command(
+    model_dir: Path = typer.Argument(..., help="Fine-tuned HF model folder (what `edgeft train` wrote)."),
+    out: Path = typer.Option(..., "--out", help="Bundle to write (folder, or .zip with --zip)."),
+    opset: int = typer.Option(18, help="ONNX opset (18 runs on ONNX Runtime >= 1.14, Mobile and Web)."),
+    max_length: Optional[int] = typer.Option(None, help="Tokens per input (default: min(128, the model's limit))."),
+    data: Optional[Path] = typer.Option(None, "--data",
+                                        help=f"Real inputs for the parity check and FP32 accuracy: {DATA_HELP}"),
+    atol: float = typer.Option(1e-4, help="Max |Δlogit| between PyTorch and ONNX over non-pad positions."),
+    text_column: str = typer.Option("text", help="Column holding the text."),
+    label_column: str = typer.Option("label", help="Column holding the label."),
+    tokens_column: str = typer.Option("tokens", help="NER JSONL: field holding the word list."),
+    tags_column: str = typer.Option("tags", help="NER JSONL: field holding the BIO tags."),
+    zipped: bool = typer.Option(False, "--zip", help="Write a single .zip instead of a folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+):
+    """Export a fine-tuned model to ONNX (dynamic batch and length) and check parity with PyTorch."""
+    require("torch", "export")
+    require("onnx", "export")
+    from edgeft.compress.export import ExportConfig, export
+
+    cfg = ExportConfig(opset=opset, max_length=max_length, atol=atol, data=str(data) if data else None,
+                       text_column=text_column, label_column=label_column, tokens_column=tokens_column,
+                       tags_column=tags_column, zipped=zipped)
+    result = export(model_dir, out, cfg, progress=_progress(quiet))
+    m, p = result.manifest, result.parity
+    typer.echo(f"  model       {m.architecture} {m.task}, {len(m.labels)} labels, inputs {', '.join(m.inputs)}, "
+               f"max_length {m.max_length}, opset {m.opset}")
+    typer.echo(f"  parity      {len(p.shapes)} shapes (batch x seq: {', '.join(f'{b}x{s}' for b, s in p.shapes)})")
+    for line in p.lines():
+        typer.echo(f"              {line}")
+    if m.metrics:
+        v = m.metrics["fp32"]
+        typer.echo(f"  fp32        {v['metric']} {v['value']:.4f} on {v['n']} rows of {data}")
+    typer.echo(f"  files       model.onnx {m.files['model.onnx']['size'] / 1e6:.2f} MB, tokenizer.json, edgeft.json")
+    diff = max(p.max_abs_diff.values())
+    typer.echo(f"exported {result.bundle}: max |Δlogit| {diff:.1e} (atol {p.atol:.0e}), "
+               f"argmax agreement {p.argmax_agreement:.2%}")
+
+
+@app.command(
+    "quantize",
+    epilog=(
+        "Examples:\n\n"
+        "  edgeft quantize runs/sst2 --target rpi5 --data dev.jsonl --out runs/sst2-rpi5\n\n"
+        "  edgeft quantize runs/sst2-fp32 --target x86_64 --data dev.jsonl --mode dynamic --out runs/sst2-x86\n\n"
+        "  edgeft quantize runs/ner --target android-arm64 --data ner_dev.jsonl --max-accuracy-drop 0.01 "
+        "--out runs/ner-android.zip --zip"
+    ),
+)
+def quantize_command(
+    source: Path = typer.Argument(..., help="Fine-tuned HF model folder, or an FP32 bundle from `edgeft export`."),
+    out: Path = typer.Option(..., "--out", help="Bundle to write (folder, or .zip with --zip)."),
+    data: Path = typer.Option(..., "--data", help=f"Validation file every candidate is scored on: {DATA_HELP}"),
+    target: Optional[str] = typer.Option(None, "--target", help="Preset (see `edgeft targets`); default: this machine."),
+    mode: str = typer.Option("auto", help="auto: search candidates | dynamic | static (the target's preset only)."),
+    max_accuracy_drop: float = typer.Option(0.005, help="Allowed drop vs FP32, as a fraction (0.005 = 0.5 pt)."),
+    calibration_data: Optional[Path] = typer.Option(None, help="Rows for static calibration (default: --data)."),
+    calibration_rows: int = typer.Option(128, help="Calibration rows (seeded sample)."),
+    max_eval_rows: int = typer.Option(2000, help="Validation rows used at most (seeded sample), to bound the time."),
+    opset: Optional[int] = typer.Option(None, help="ONNX opset when exporting a model folder (default: the target's)."),
+    max_length: Optional[int] = typer.Option(None, help="Tokens per input when exporting a model folder."),
+    text_column: str = typer.Option("text", help="Column holding the text."),
+    label_column: str = typer.Option("label", help="Column holding the label."),
+    tokens_column: str = typer.Option("tokens", help="NER JSONL: field holding the word list."),
+    tags_column: str = typer.Option("tags", help="NER JSONL: field holding the BIO tags."),
+    zipped: bool = typer.Option(False, "--zip", help="Write a single .zip instead of a folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+):
+    """Quantize to INT8 for a target: keep the fastest candidate within the accuracy budget."""
+    require("onnx", "quantize")
+    from edgeft.compress.quantize import QuantizeConfig, format_table, quantize
+
+    cfg = QuantizeConfig(data=str(data), target=target, mode=mode, max_accuracy_drop=max_accuracy_drop,
+                         calibration_data=str(calibration_data) if calibration_data else None,
+                         calibration_rows=calibration_rows, max_eval_rows=max_eval_rows, opset=opset,
+                         max_length=max_length, text_column=text_column, label_column=label_column,
+                         tokens_column=tokens_column, tags_column=tags_column, zipped=zipped)
+    if (source / "config.json").is_file():
+        require("torch", "quantize")  # a model folder is exported first
+    r = quantize(source, out, cfg, progress=_progress(quiet))
+    c, name = r.chosen, r.fp32.metrics["metric"]
+    typer.echo(format_table(r))
+    typer.echo("")
+    typer.echo(f"  target      {r.manifest.target['name']}: {r.manifest.target['summary']}")
+    typer.echo(f"  measured    {r.manifest.metrics['rows']} rows of {data}; latency at batch 1, 1 thread, real "
+               f"sentences, interleaved")
+    for note in r.notes:
+        typer.echo(f"  note        {note}")
+    speedup = r.fp32.latency_ms["p50"] / c.latency_ms["p50"]
+    typer.echo(f"  chosen      {c.name}: {name} {c.metrics['value']:.2%} (FP32 {r.fp32.metrics['value']:.2%}), "
+               f"agreement {c.agreement:.1%}, p50 {c.latency_ms['p50']:.3f} ms (x{speedup:.2f} vs FP32), "
+               f"{c.size_bytes / 1e6:.2f} MB")
+    typer.echo(f"  wrote       {r.bundle} (candidates table: candidates.json in the bundle)")
+    typer.echo(f"verdict: {r.verdict} (max drop {cfg.max_accuracy_drop * 100:.1f} pt)")
+
+
+@app.command("targets")
+def targets_command(
+    as_json: bool = typer.Option(False, "--json", help="Print the presets as JSON (resolved for this CPU)."),
+):
+    """List the target presets, one line each."""
+    from edgeft.targets import TARGETS, resolve_target
+
+    if as_json:
+        typer.echo(json.dumps({name: resolve_target(name).to_dict() for name in TARGETS}, indent=2))
+        return
+    for name, target in TARGETS.items():
+        typer.echo(target.line())
+    resolved = resolve_target("x86_64")
+    typer.echo(f"\nx86_64 on this machine: {resolved.summary.split('. ')[0]}.")

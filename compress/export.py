@@ -1,0 +1,375 @@
+"""Export a fine-tuned Hugging Face model folder to ONNX and prove that the export is faithful.
+
+``export(model_dir, out, cfg)`` loads the model, exports one ONNX file with dynamic batch and
+sequence axes, checks parity against PyTorch on real inputs (``parity.check_parity``) and writes an
+FP32 bundle. Nothing is written when any step fails.
+
+Exporter choices, all measured on this stack (shared/notes/export-quantize-train-check.md):
+* ``dynamo=True`` (torch 2.13's default) with ``kwargs=`` inputs: works for BERT, DistilBERT,
+  RoBERTa and GPT-2 alike (the legacy exporter breaks GPT-2 with positional args) and gives a
+  leaner graph (289 vs 632 nodes for MiniLM).
+* ``external_data=False``: one ``model.onnx``, as the bundle contract wants (no ``.onnx.data``).
+* The legacy exporter (``dynamo=False``) is kept for one purpose: on an eager-attention model it
+  is the only graph in which ONNX Runtime's transformer optimizer fuses ``Attention``, which INT8
+  turns into ``QAttention``, the fastest INT8 variant measured. It restores the module's train/eval
+  mode after exporting, so we call ``.eval()`` again afterwards (dropout would otherwise stay on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io as _io
+import json
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeft.errors import ConfigError, DataError, ModelError
+from edgeft.runtime.manifest import MANIFEST_NAME, Manifest
+
+# What each task's head looks like. Question answering comes later: it needs a QA head here
+# ("AutoModelForQuestionAnswering", outputs start_logits/end_logits, both per token) and span
+# decoding in the runtime; parity already compares every output over non-pad positions.
+TASK_HEADS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # task: (architecture suffix in config.architectures, transformers auto class, ONNX outputs)
+    "text-classification": ("ForSequenceClassification", "AutoModelForSequenceClassification", ("logits",)),
+    "token-classification": ("ForTokenClassification", "AutoModelForTokenClassification", ("logits",)),
+}
+INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
+DEFAULT_MAX_LENGTH = 128  # tokens; SST-2 dev sentences average 25.5 word pieces, p90 40, max 60
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer")  # positions start at pad_token_id + 1
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Settings of ``edgeft export`` (CLI flags in brackets)."""
+
+    opset: int = field(default=18, metadata={"help": "ONNX opset [--opset]; 18 runs on ONNX Runtime >= 1.14"})
+    max_length: int | None = field(default=None, metadata={"help": "tokens [--max-length]; default "
+                                                           "min(128, the model's positions)"})
+    atol: float = field(default=1e-4, metadata={"help": "max |Δlogit| vs PyTorch over non-pad positions [--atol]"})
+    data: str | None = field(default=None, metadata={"help": "labeled file: parity inputs + FP32 accuracy [--data]"})
+    text_column: str = "text"
+    label_column: str = "label"
+    tokens_column: str = "tokens"  # NER JSONL
+    tags_column: str = "tags"
+    zipped: bool = field(default=False, metadata={"help": "write one .zip instead of a folder [--zip]"})
+
+    def __post_init__(self):
+        if not 13 <= self.opset <= 23:
+            raise ConfigError(f"--opset {self.opset} is not supported; use 13..23 (default 18).")
+        if self.max_length is not None and self.max_length < 2:
+            raise ConfigError(f"--max-length {self.max_length} is too small; use at least 2 tokens.")
+        if not self.atol > 0:
+            raise ConfigError(f"--atol {self.atol} must be > 0 (default 1e-4).")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A fine-tuned model with everything the export and the manifest need to know about it."""
+
+    model_dir: Path
+    model: Any  # torch.nn.Module, eval mode
+    hf_tokenizer: Any  # transformers fast tokenizer
+    task: str
+    labels: tuple[str, ...]  # id → label
+    inputs: tuple[str, ...]  # ONNX input names
+    outputs: tuple[str, ...]  # ONNX output names
+    pad_token_id: int
+    max_length: int
+    architecture: str  # config.model_type
+    base_model: str
+    data_fingerprint: str
+    config_shape: dict = field(default_factory=dict)  # num_heads, hidden_size (for ORT's optimizer)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle: Path
+    manifest: Manifest
+    parity: Any  # parity.ParityReport
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence exporter chatter (progress lines, deprecation warnings, load reports) for a clean CLI."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript",
+                                              "transformers", "root", "onnx_model", "fusion_base")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+    except ImportError:
+        verbosity = None
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(_io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        if verbosity is not None:
+            transformers.logging.set_verbosity(verbosity)
+            transformers.utils.logging.enable_progress_bar()
+
+
+def detect_task(model_dir: Path, config) -> str:
+    """The task from ``config.architectures`` (what ``save_pretrained`` recorded)."""
+    archs = list(getattr(config, "architectures", None) or [])
+    for task, (suffix, _, _) in TASK_HEADS.items():
+        if any(a.endswith(suffix) for a in archs):
+            return task
+    if any(a.endswith("ForQuestionAnswering") for a in archs):
+        raise ModelError(f"{model_dir}: question answering ({archs[0]}) is not supported yet; export supports "
+                         f"{', '.join(TASK_HEADS)}.")
+    raise ModelError(f"{model_dir}: config.json names architectures {archs or 'none'}; edgeft exports models with a "
+                     f"sequence- or token-classification head (e.g. BertForSequenceClassification). Fine-tune with "
+                     f"`edgeft train` first.")
+
+
+def _model_limit(config) -> int:
+    """Longest input the position embeddings allow."""
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 512
+    if config.model_type in ROBERTA_LIKE:
+        limit -= (config.pad_token_id or 0) + 1
+    return int(limit)
+
+
+def _training_info(model_dir: Path) -> dict:
+    """base_model and data fingerprint from the metrics.json that ``edgeft train`` writes, if any."""
+    path = model_dir / "metrics.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    data_block = data.get("data") if isinstance(data.get("data"), dict) else {}
+    return {"base_model": str(data.get("base_model") or data.get("model") or ""),
+            "data_fingerprint": str(data.get("data_fingerprint") or data_block.get("fingerprint") or "")}
+
+
+def load_model(model_dir: str | Path, max_length: int | None = None, attn_implementation: str | None = None
+               ) -> LoadedModel:
+    """Load a fine-tuned HF folder (local files, safetensors only, never remote code).
+
+    Args:
+        max_length: requested tokens; None = min(128, model limit). More than the model can
+            take is a ConfigError.
+        attn_implementation: "eager" for the legacy export that ORT can fuse; None = default (sdpa).
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir}: no such folder; pass the folder `edgeft train` wrote (config.json, "
+                         f"model.safetensors, tokenizer files).")
+    if (model_dir / MANIFEST_NAME).is_file():
+        raise ModelError(f"{model_dir} is an edgeft bundle, not a model folder; export takes the fine-tuned model "
+                         f"folder (quantize takes either).")
+    if not (model_dir / "config.json").is_file():
+        raise ModelError(f"{model_dir} is not a model folder: it has no config.json. Pass the folder `edgeft train` "
+                         f"wrote (config.json, model.safetensors, tokenizer files).")
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    with quiet():
+        try:
+            config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+        except (ValueError, OSError) as e:
+            raise ModelError(f"{model_dir}/config.json cannot be read: {str(e).splitlines()[0]}") from None
+        task = detect_task(model_dir, config)
+        auto_class = getattr(transformers, TASK_HEADS[task][1])
+        kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        try:
+            model = auto_class.from_pretrained(model_dir, use_safetensors=True, local_files_only=True,
+                                               trust_remote_code=False, **kwargs)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"{model_dir}: cannot load the weights ({str(e).splitlines()[0]}). edgeft loads "
+                             f"model.safetensors only; re-save with save_pretrained().") from None
+        try:
+            tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+        except (OSError, ValueError, TypeError) as e:
+            raise ModelError(f"{model_dir}: no usable tokenizer ({str(e).splitlines()[0]}); save it next to the "
+                             f"model with tokenizer.save_pretrained().") from None
+    if not getattr(tok, "is_fast", False):
+        raise ModelError(f"{model_dir}: the tokenizer has no fast (tokenizers) version, so there is no "
+                         f"tokenizer.json for the device runtime.")
+    model.eval()
+    model.config.use_cache = False  # GPT-2: no past_key_values outputs
+    model.config.return_dict = True
+
+    limit = _model_limit(config)
+    if tok.model_max_length and tok.model_max_length < 1_000_000:
+        limit = min(limit, int(tok.model_max_length))
+    if max_length is not None and max_length > limit:
+        raise ConfigError(f"--max-length {max_length} exceeds what {model_dir} can take ({limit} tokens); "
+                          f"use --max-length {limit} or less.")
+    pad = tok.pad_token_id if tok.pad_token_id is not None else config.pad_token_id
+    if pad is None:
+        raise ModelError(f"{model_dir}: no pad token (tokenizer and config.json have none); set pad_token_id in "
+                         f"config.json (GPT-2: usually the eos id).")
+    forward = set(inspect.signature(model.forward).parameters)
+    wanted = set(tok.model_input_names) | {"attention_mask"}  # batches are padded: the mask is always needed
+    inputs = tuple(n for n in INPUT_ORDER if n in wanted and n in forward)
+    id2label = config.id2label
+    info = _training_info(model_dir)
+    return LoadedModel(
+        model_dir=model_dir, model=model, hf_tokenizer=tok, task=task,
+        labels=tuple(str(id2label[i]) for i in range(len(id2label))), inputs=inputs,
+        outputs=TASK_HEADS[task][2], pad_token_id=int(pad), max_length=min(max_length or DEFAULT_MAX_LENGTH, limit),
+        architecture=config.model_type, base_model=info.get("base_model") or str(model_dir),
+        data_fingerprint=info.get("data_fingerprint", ""),
+        config_shape={
+            "num_heads": getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)
+            or getattr(config, "n_head", 0),
+            "hidden_size": getattr(config, "hidden_size", None) or getattr(config, "dim", None)
+            or getattr(config, "n_embd", 0),
+        },
+    )
+
+
+def write_tokenizer(loaded: LoadedModel, path: str | Path) -> None:
+    """Save the model's fast tokenizer as a ``tokenizers`` file, truncating at max_length, no padding.
+
+    We save ``backend_tokenizer`` rather than copying the folder's tokenizer.json: it is what the
+    model was trained with (transformers may add a post-processor), and it exists even when the
+    folder only has vocab.txt.
+    """
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(loaded.hf_tokenizer.backend_tokenizer.to_str())
+    tok.no_padding()  # the runtime pads each batch to its longest row with pad_token_id
+    tok.enable_truncation(loaded.max_length)
+    tok.save(str(path))
+
+
+def _example_inputs(loaded: LoadedModel) -> dict:
+    """Two real sentences, padded: batch 2 and seq > 2, so the exporter keeps both axes dynamic
+    (torch.export specialises dimensions of size 0 and 1)."""
+    from edgeft.compress.parity import BUILTIN_TEXTS
+
+    enc = loaded.hf_tokenizer(list(BUILTIN_TEXTS[:2]), padding=True, truncation=True,
+                              max_length=loaded.max_length, return_tensors="pt")
+    out = {}
+    for name in loaded.inputs:
+        out[name] = enc[name] if name in enc else (enc["input_ids"] * 0)  # token_type_ids: zeros
+    return out
+
+
+def strip_metadata(model) -> None:
+    """Drop the dynamo exporter's per-node stack traces and class paths (about 60 % of a small
+    graph file, and local file paths a shipped model should not carry)."""
+    for node in model.graph.node:
+        node.doc_string = ""
+        del node.metadata_props[:]
+
+
+def export_onnx(loaded: LoadedModel, path: str | Path, opset: int = 18, dynamo: bool = True) -> None:
+    """Export ``loaded.model`` to one ONNX file with dynamic (batch, seq) axes and check it.
+
+    Raises:
+        ModelError: when torch.onnx fails (with its first line) or the result fails onnx.checker.
+    """
+    import onnx
+    import torch
+
+    example = _example_inputs(loaded)
+    token_level = loaded.task == "token-classification"
+    try:
+        with quiet(), torch.no_grad():
+            if dynamo:
+                batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=loaded.max_length)
+                torch.onnx.export(
+                    loaded.model, (), str(path), kwargs=example, dynamo=True, external_data=False,
+                    opset_version=opset, input_names=list(loaded.inputs), output_names=list(loaded.outputs),
+                    dynamic_shapes={name: {0: batch, 1: seq} for name in loaded.inputs}, verbose=False)
+            else:
+                axes = {name: {0: "batch", 1: "seq"} for name in loaded.inputs}
+                axes.update({name: ({0: "batch", 1: "seq"} if token_level else {0: "batch"})
+                             for name in loaded.outputs})
+                torch.onnx.export(
+                    loaded.model, (), str(path), kwargs=example, dynamo=False, opset_version=opset,
+                    input_names=list(loaded.inputs), output_names=list(loaded.outputs), dynamic_axes=axes)
+    except Exception as e:  # the exporters raise many types; the user needs the first line
+        raise ModelError(f"{loaded.model_dir}: torch.onnx export failed ({type(e).__name__}: "
+                         f"{(str(e).strip().splitlines() or [''])[0][:300]}). Try another --opset.") from e
+    finally:
+        loaded.model.eval()  # the legacy exporter restores the mode it found; make sure dropout is off
+    model = onnx.load(str(path))
+    strip_metadata(model)
+    onnx.save(model, str(path))
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as e:
+        raise ModelError(f"{loaded.model_dir}: the exported graph fails onnx.checker ({e}).") from e
+
+
+def base_manifest(loaded: LoadedModel, opset: int) -> Manifest:
+    """The manifest fields that describe the model (files, metrics and settings are added later)."""
+    return Manifest(
+        task=loaded.task, labels=list(loaded.labels), max_length=loaded.max_length, inputs=list(loaded.inputs),
+        outputs=list(loaded.outputs), pad_token_id=loaded.pad_token_id, architecture=loaded.architecture,
+        base_model=loaded.base_model, data_fingerprint=loaded.data_fingerprint, opset=opset,
+    )
+
+
+def read_labeled(path: str | Path, task: str, labels, what: str = "the model's labels", **columns):
+    """A data file for this model: its task must match and every label must be one the model has.
+
+    ``columns``: text_column, label_column, tokens_column, tags_column (edgeft.data.read_dataset).
+    """
+    from edgeft.data import check_labels, detect_task as data_task, read_dataset
+
+    found = data_task(path)
+    if found != task:
+        wanted = "JSONL/CoNLL file with tokens and tags" if task == "token-classification" else \
+            "file with text and label columns"
+        raise DataError(f"{path} holds {found} rows but the model does {task}; pass a {wanted}.")
+    ds = read_dataset(path, task=task, **columns)
+    check_labels(ds, list(labels), what=what)
+    return ds
+
+
+def export(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(),
+           progress: Callable[[str], None] = lambda msg: None) -> ExportResult:
+    """Export ``model_dir`` to an FP32 bundle at ``out`` after a parity check.
+
+    Returns:
+        The bundle path, its manifest and the parity report.
+    Raises:
+        ModelError / ConfigError / DataError for bad input, ParityError when ONNX and PyTorch
+        disagree beyond ``cfg.atol``; nothing is written then.
+    """
+    from edgeft.compress.bundle_writer import write_bundle
+    from edgeft.compress.evaluate import evaluate_onnx, summary
+    from edgeft.compress.parity import check_parity
+
+    progress(f"loading {model_dir}")
+    loaded = load_model(model_dir, cfg.max_length)
+    ds = None
+    if cfg.data:
+        ds = read_labeled(cfg.data, loaded.task, loaded.labels, text_column=cfg.text_column,
+                          label_column=cfg.label_column, tokens_column=cfg.tokens_column, tags_column=cfg.tags_column)
+    texts = [ex.text if hasattr(ex, "text") else " ".join(ex.tokens) for ex in ds.examples] if ds else []
+    with tempfile.TemporaryDirectory(prefix="edgeft-export-") as work:
+        onnx_path, tok_path = Path(work) / "model.onnx", Path(work) / "tokenizer.json"
+        progress(f"exporting {loaded.architecture} {loaded.task} (opset {cfg.opset}, max_length {loaded.max_length})")
+        export_onnx(loaded, onnx_path, cfg.opset)
+        write_tokenizer(loaded, tok_path)
+        progress("checking parity with PyTorch")
+        manifest = base_manifest(loaded, cfg.opset)
+        report = check_parity(loaded.model, onnx_path, tok_path, manifest, texts[:64], cfg.atol, loaded.hf_tokenizer)
+        manifest.parity = report.to_dict()
+        if ds is not None:
+            progress(f"evaluating FP32 ONNX on {len(ds)} rows of {cfg.data}")
+            _, metrics = evaluate_onnx(onnx_path, tok_path, manifest, ds.examples)
+            manifest.metrics = {"split": str(cfg.data), "fp32": summary(metrics), "variant": summary(metrics),
+                                "drop": 0.0, "agreement": 1.0}
+        bundle = write_bundle(out, {"model.onnx": onnx_path, "tokenizer.json": tok_path}, manifest, cfg.zipped)
+    return ExportResult(bundle, manifest, report)
