@@ -434,9 +434,20 @@ def make_feeds(tokenizer, texts: list[str], batch: int, seq, max_length: int, in
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """This process's peak resident set size in MB.
+
+    Linux: VmHWM from /proc/self/status, which starts afresh at exec. ru_maxrss does not: a worker
+    started from a process that had torch loaded (``edgeft build``) would report the parent's
+    ~650 MB. Elsewhere ru_maxrss (KiB on Linux, bytes on macOS).
+    """
     import resource
 
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6  # kB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 1e6 if sys.platform == "darwin" else rss * 1024 / 1e6
 

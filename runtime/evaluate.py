@@ -15,7 +15,7 @@ from edgeft.errors import DataError
 
 
 def evaluate(predictor, data: str | Path, text_column: str = "text", label_column: str = "label",
-             skip_bad_rows: bool = False) -> dict:
+             skip_bad_rows: bool = False, keep_predictions: bool = False) -> dict:
     """Predict every example of ``data`` and score the predictions.
 
     Args:
@@ -24,7 +24,8 @@ def evaluate(predictor, data: str | Path, text_column: str = "text", label_colum
     Returns:
         the metrics of edgeft.metrics (classification_metrics or ner_metrics) plus "bundle",
         "data", "task", "truncated" (examples longer than max_length), "skipped" (bad rows) and
-        "seconds" (wall clock of the predictions).
+        "seconds" (wall clock of the predictions); with ``keep_predictions``, "predictions" too (a
+        label per text, or a tag list per sentence), for agreement between two bundles.
     Raises:
         DataError: a bad row, or a label the bundle does not know (naming file, line and label).
     """
@@ -47,9 +48,12 @@ def evaluate(predictor, data: str | Path, text_column: str = "text", label_colum
         tagged = predictor.tag_words([ex.tokens for ex in ds.examples])
         scores = ner_metrics([list(ex.tags) for ex in ds.examples], [tags for tags, _ in tagged])
         truncated = sum(cut for _, cut in tagged)
+        predictions = [list(tags) for tags, _ in tagged]
     else:
         preds = predictor.predict([ex.text for ex in ds.examples])
         scores = classification_metrics([str(ex.label) for ex in ds.examples], [p.label for p in preds], m.labels)
         truncated = sum(p.truncated for p in preds)
+        predictions = [p.label for p in preds]
     return {**scores, "bundle": str(predictor.source), "data": str(data), "task": m.task, "truncated": truncated,
-            "skipped": len(ds.skipped), "seconds": time.perf_counter() - t0}
+            "skipped": len(ds.skipped), "seconds": time.perf_counter() - t0,
+            **({"predictions": predictions} if keep_predictions else {})}

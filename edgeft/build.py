@@ -1,0 +1,468 @@
+"""``edgeft build``: labeled text in, a verified device bundle out — the whole pipeline on one screen.
+
+    fine-tune → (distill) → (trim vocabulary) → export + parity → quantize for the target
+      → evaluate every variant on the test split through the runtime → benchmark every variant
+      → keep the fastest (or smallest) within the accuracy budget → DIR/bundle + report
+
+Every stage writes into ``DIR/stages/<stage>-<key>/``, where the key is a hash of the stage's inputs
+(upstream keys, data content, settings, edgeft version). A finished stage is marked done and reused,
+so a build interrupted by Ctrl-C or kill resumes from the last finished stage, and changing only the
+target reruns only quantization onwards. A stage works in a temp folder and is renamed when
+complete: nothing is ever half-written under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from edgeft import __version__
+from edgeft.errors import ConfigError
+from edgeft.recipe import Recipe
+
+Progress = Callable[[str], None]
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+@dataclass
+class Variant:
+    """One candidate bundle and what was measured on it."""
+
+    name: str  # fp32 | int8 | student3-int8 …
+    bundle: Path
+    description: str
+    size_mb: float = 0.0
+    metric: float = 0.0  # accuracy or entity F1 on the test split, through the runtime
+    drop_pt: float = 0.0  # FP32 − this, in points
+    agreement: float = 1.0  # share of test predictions equal to the FP32 bundle's
+    latency: dict = field(default_factory=dict)  # p50/p90/p99 ms, batch 1, 1 thread, real test sentences
+    peak_rss_mb: float = 0.0
+    within_budget: bool = True
+
+
+def build(recipe: Recipe, out: str | Path, dry_run: bool = False, progress: Progress = print) -> dict:
+    """Run (or, with ``dry_run``, only validate and plan) the pipeline; returns the report.
+
+    The stages' own chatter (the Trainer's loss lines) goes to stderr, so stdout carries only
+    what the caller prints from the report.
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        return _build(recipe, Path(out), dry_run, progress)
+
+
+def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress) -> dict:
+    r = recipe.resolved()
+    data = check_inputs(r, out)  # everything a user can get wrong fails here, before any training
+    plan = stages_plan(r)
+    if dry_run:
+        return {"recipe": asdict(r), "data": {k: str(v) if v else None for k, v in data.items()}, "plan": plan}
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(out / "recipe.toml", recipe.to_toml(f"edgeft {__version__} build recipe — rerun with:\n"
+                                                    f"  edgeft build --recipe {out / 'recipe.toml'} --out {out}"))
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        t0 = time.perf_counter()
+        result = fn()
+        timings[name] = round(time.perf_counter() - t0, 1)
+        return result
+
+    # 1. fine-tune (the reference: everything is compared with this model's FP32 ONNX export)
+    teacher = timed("train", lambda: stage_train(r, data, out, progress))
+    splits = {name: teacher / "data" / f"{name}.jsonl" for name in ("train", "validation", "test")}
+    # 2. distill a smaller student, 3. trim the vocabulary of the smallest model (both optional)
+    smaller = []  # (variant name, description, HF folder): models that go to the device as INT8 only
+    layers = distill_layers(r, teacher_layers(teacher))
+    if layers:
+        student = timed("distill", lambda: stage_distill(r, teacher, splits, layers, out, progress))
+        smaller.append((f"student{layers}-int8", f"{layers}-layer student distilled from the fine-tuned model", student))
+    if r.trim_vocab == "auto" and vocab_size(teacher) > 10_000:
+        name, what, base = smaller.pop() if smaller else ("int8", "fine-tuned model", teacher)
+        trimmed = timed("trim", lambda: stage_trim(r, base, splits, out, progress))
+        smaller.append((name.replace("int8", "trim-int8"), f"{what}, vocabulary trimmed", trimmed))
+    # 4. export + parity, 5. quantize for the target
+    variants = [Variant("fp32", timed("export", lambda: stage_export(r, teacher, splits, out, progress)),
+                        "fine-tuned model, ONNX FP32")]
+    for name, what, model in [("int8", "fine-tuned model", teacher), *smaller]:
+        bundle = timed(f"quantize {name}", lambda: stage_quantize(r, model, splits, out, progress))
+        variants.append(Variant(name, bundle, f"{what}, INT8 for {r.target}"))
+    # 6. evaluate every variant on the test split through the runtime, 7. benchmark them together
+    timed("evaluate", lambda: evaluate_variants(variants, splits["test"], r, progress))
+    timed("benchmark", lambda: benchmark_variants(variants, splits["test"], r, progress))
+    # 8. choose and write DIR/bundle
+    chosen, why = choose(variants, r)
+    final = write_final(chosen, out, r.zip)
+    mobile = mobile_check(final, r) if r.target == "android-arm64" else None
+    report = make_report(r, variants, chosen, why, final, mobile, timings, time.perf_counter() - started, teacher)
+    write_report(report, out)
+    progress(f"chose {chosen.name}: {why}")
+    return report
+
+
+def check_inputs(r: Recipe, out: Path) -> dict:
+    """Validate data, model, target and output before any work; returns the data files to use."""
+    from edgeft.data import read_dataset, split_dataset
+    from edgeft.train.model_source import resolve_model
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; choose a folder.")
+    parent = out if out.exists() else out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--out {out}: {parent} is not writable; choose a folder you can write to.")
+    if out.is_dir() and any(out.iterdir()) and not (out / "recipe.toml").exists():
+        raise ConfigError(f"--out {out} is not empty and not an edgeft build folder; choose a new folder.")
+    if r.data or r.train:
+        data = {"data": r.data or r.train, "validation": r.validation, "test": r.test}
+    else:
+        data = {"data": SAMPLES / "sst2_train.jsonl", "validation": None, "test": SAMPLES / "sst2_test.jsonl"}
+    read = dict(task=r.task, text_column=r.text_column, label_column=r.label_column)
+    train = read_dataset(data["data"], **read)
+    for name in ("validation", "test"):
+        if data[name]:
+            read_dataset(data[name], **{**read, "task": train.task})
+    if not (data["validation"] and data["test"]):  # the split will work: every class is large enough
+        split_dataset(train, 0 if data["validation"] else 0.1, 0 if data["test"] else 0.1, seed=r.seed)
+    resolve_model(r.model)
+    return data
+
+
+def stages_plan(r: Recipe) -> list[str]:
+    plan = [f"fine-tune {r.model or 'the embedded all-MiniLM-L6-v2'} ({r.epochs:g} epochs"
+            + (f", {r.max_train_samples} samples" if r.max_train_samples else "") + ")"]
+    if r.distill != "off":
+        plan.append(f"distill a student with {r.distill if r.distill != 'auto' else 'half the'} layers")
+    if r.trim_vocab == "auto":
+        plan.append("trim the vocabulary to the training data (when it has over 10,000 tokens)")
+    plan += ["export to ONNX FP32 and check parity with PyTorch",
+             f"quantize to INT8 for {r.target} (mode {r.quantize_mode}) on the validation split",
+             "evaluate every variant on the test split through the runtime",
+             f"benchmark every variant ({r.bench_runs} batch-1 calls, 1 thread, real test sentences)",
+             f"keep the {'fastest' if r.optimize == 'latency' else 'smallest'} variant within "
+             f"{100 * r.max_accuracy_drop:g} pt of FP32"]
+    return plan
+
+
+# --- stages ---------------------------------------------------------------------------------------
+
+
+def key_of(*parts) -> str:
+    """12 hex chars of sha256 over the stage inputs (JSON, sorted keys) and the edgeft version."""
+    blob = json.dumps([__version__, *parts], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def file_key(path: Path | str | None) -> str | None:
+    """Content hash of a data file (not its path or mtime: a copy elsewhere reuses the stage)."""
+    if not path:
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_stage(out: Path, name: str, key: str, work: Callable[[Path], None], progress: Progress,
+              resumable: bool = False) -> Path:
+    """Run ``work(tmp)`` unless ``stages/<name>-<key>`` is done; rename tmp into place when complete.
+
+    A resumable stage (training) keeps its temp folder across interruptions so the Trainer can
+    continue from its last checkpoint; the others start over.
+    """
+    done = out / "stages" / f"{name}-{key}"
+    if (done / ".done").is_file():
+        progress(f"[{name}] cached ({done.name})")
+        return done
+    tmp = out / "stages" / f".{name}-{key}.partial"
+    if tmp.exists() and not resumable:
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True, exist_ok=True)
+    progress(f"[{name}] running")
+    work(tmp)
+    (tmp / ".done").write_text(json.dumps({"stage": name, "key": key, "finished": time.time()}))
+    tmp.rename(done)
+    return done
+
+
+def _train_config(r: Recipe, **extra):
+    from edgeft.train.config import TrainConfig
+
+    return TrainConfig(task=r.task, model=r.model, text_column=r.text_column, label_column=r.label_column,
+                       epochs=r.epochs, lr=r.lr, batch_size=r.batch_size, max_length=r.max_length,
+                       max_train_samples=r.max_train_samples, seed=r.seed, **extra)
+
+
+def stage_train(r: Recipe, data: dict, out: Path, progress: Progress) -> Path:
+    from edgeft.train.finetune import finetune
+
+    cfg = _train_config(r)
+    key = key_of("train", {k: file_key(v) for k, v in data.items()}, cfg.to_dict())
+
+    def work(tmp: Path):
+        resume = (tmp / "checkpoints").is_dir() and any((tmp / "checkpoints").glob("checkpoint-*"))
+        finetune(data["data"], tmp, replace(cfg, resume=resume, force=True), data["validation"], data["test"])
+
+    return run_stage(out, "train", key, work, progress, resumable=True)
+
+
+def teacher_layers(model_dir: Path) -> int:
+    config = json.loads((model_dir / "config.json").read_text())
+    return int(config.get("num_hidden_layers") or config.get("n_layers") or config.get("n_layer") or 0)
+
+
+def vocab_size(model_dir: Path) -> int:
+    return int(json.loads((model_dir / "config.json").read_text()).get("vocab_size", 0))
+
+
+def distill_layers(r: Recipe, layers: int) -> int | None:
+    """auto: half the teacher's layers, if the teacher has at least 4; N: N; off: no student."""
+    if r.distill == "off":
+        return None
+    n = layers // 2 if r.distill == "auto" else int(r.distill)
+    if r.distill == "auto" and layers < 4:
+        return None
+    if not 1 <= n < layers:
+        raise ConfigError(f"distill = {r.distill}: the student needs between 1 and {layers - 1} layers "
+                          f"(the teacher has {layers}).")
+    return n
+
+
+def stage_distill(r: Recipe, teacher: Path, splits: dict, layers: int, out: Path, progress: Progress) -> Path:
+    from edgeft.compress.distill import DistillConfig, distill
+
+    cfg = DistillConfig(train=_train_config(r, model=None), layers=layers)
+    key = key_of("distill", teacher.name, layers, asdict(cfg))
+
+    def work(tmp: Path):
+        resume = (tmp / "checkpoints").is_dir() and any((tmp / "checkpoints").glob("checkpoint-*"))
+        dcfg = replace(cfg, train=replace(cfg.train, resume=resume, force=True))
+        distill(teacher, splits["train"], tmp, dcfg, splits["validation"], splits["test"], progress)
+
+    return run_stage(out, "distill", key, work, progress, resumable=True)
+
+
+def stage_trim(r: Recipe, model_dir: Path, splits: dict, out: Path, progress: Progress) -> Path:
+    from edgeft.compress.trim_vocab import TrimConfig, trim_vocab
+
+    cfg = TrimConfig(validation=str(splits["validation"]), text_column=r.text_column, label_column=r.label_column,
+                     max_length=r.max_length, force=True)
+    key = key_of("trim", model_dir.name, asdict(cfg))
+
+    def work(tmp: Path):
+        trim_vocab(model_dir, splits["train"], tmp / "model", cfg, progress)
+        for item in (tmp / "model").iterdir():  # the stage folder is the model folder
+            item.replace(tmp / item.name)
+        (tmp / "model").rmdir()
+
+    return run_stage(out, "trim", key, work, progress)
+
+
+def stage_export(r: Recipe, model_dir: Path, splits: dict, out: Path, progress: Progress) -> Path:
+    from edgeft.compress.export import ExportConfig, export
+
+    cfg = ExportConfig(max_length=r.max_length, data=str(splits["validation"]), text_column=r.text_column,
+                       label_column=r.label_column)
+    key = key_of("export", model_dir.name, asdict(cfg) | {"data": None})
+    done = run_stage(out, "export", key, lambda tmp: export(model_dir, tmp / "bundle", cfg, progress), progress)
+    return done / "bundle"
+
+
+def stage_quantize(r: Recipe, model_dir: Path, splits: dict, out: Path, progress: Progress) -> Path:
+    from edgeft.compress.quantize import QuantizeConfig, quantize
+
+    cfg = QuantizeConfig(data=str(splits["validation"]), target=r.target, mode=r.quantize_mode,
+                         max_accuracy_drop=r.max_accuracy_drop, max_length=r.max_length, text_column=r.text_column,
+                         label_column=r.label_column, seed=r.seed)
+    key = key_of("quantize", model_dir.name, asdict(cfg) | {"data": None})
+    done = run_stage(out, f"quantize-{r.target}", key, lambda tmp: quantize(model_dir, tmp / "bundle", cfg, progress),
+                     progress)
+    return done / "bundle"
+
+
+# --- measure, choose, report ----------------------------------------------------------------------
+
+
+def evaluate_variants(variants: list[Variant], test: Path, r: Recipe, progress: Progress) -> None:
+    """Test-split metric of every variant through the runtime (batch 1: the serving shape), and its
+    agreement with the FP32 bundle's predictions."""
+    from edgeft.metrics import headline
+    from edgeft.runtime.evaluate import evaluate
+    from edgeft.runtime.predictor import Predictor
+
+    reference = reference_preds = None  # the first variant (FP32)
+    for v in variants:
+        progress(f"[evaluate] {v.name} on {test.name}")
+        # The splits saved by the train stage always use the text/label (tokens/tags) fields.
+        result = evaluate(Predictor.load(v.bundle, threads=1, batch_size=1), test, keep_predictions=True)
+        v.metric = headline(result)[1]
+        v.size_mb = round((v.bundle / "model.onnx").stat().st_size / 1e6, 2)
+        if reference is None:
+            reference, reference_preds = v, result["predictions"]
+        v.agreement = sum(a == b for a, b in zip(result["predictions"], reference_preds)) / max(1, len(reference_preds))
+        v.drop_pt = round(100 * (reference.metric - v.metric), 2)
+        v.within_budget = v.drop_pt <= 100 * r.max_accuracy_drop + 1e-9
+
+
+def benchmark_variants(variants: list[Variant], test: Path, r: Recipe, progress: Progress) -> None:
+    """All variants in one interleaved run (child process each), batch 1, 1 thread, real sentences."""
+    from edgeft.runtime.bench import model_specs, run_bench
+
+    specs = model_specs([v.bundle for v in variants], None)
+    report = run_bench(specs, threads=[1], batches=[1], seq_lens=["real"], runs=r.bench_runs,
+                       warmup=min(30, r.bench_runs), data=test, max_length=r.max_length,
+                       progress=lambda m: progress(f"[benchmark] {m}"))
+    for v, spec, model in zip(variants, specs, report["models"]):
+        row = next(x for x in report["rows"] if x["model"] == spec.name)
+        v.latency = {k: round(row[k], 3) for k in ("p50_ms", "p90_ms", "p99_ms")}
+        v.peak_rss_mb = round(model["cold"]["1"].get("peak_rss_mb", 0.0), 1)
+
+
+def choose(variants: list[Variant], r: Recipe) -> tuple[Variant, str]:
+    """Fastest (or smallest) within the budget; FP32 itself is always within it."""
+    ok = [v for v in variants if v.within_budget]
+    key = (lambda v: v.latency["p50_ms"]) if r.optimize == "latency" else (lambda v: v.size_mb)
+    best = min(ok, key=key)
+    ref = variants[0]
+    what = (f"{ref.latency['p50_ms'] / best.latency['p50_ms']:.2f}x the speed" if r.optimize == "latency"
+            else f"{ref.size_mb / best.size_mb:.1f}x smaller")
+    rejected = [v.name for v in variants if not v.within_budget]
+    why = (f"the {'fastest' if r.optimize == 'latency' else 'smallest'} of {len(ok)} variants within "
+           f"{100 * r.max_accuracy_drop:g} pt of FP32" + ("" if best is ref else
+                                                          f": {what} of FP32 at {-best.drop_pt:+.2f} pt"))
+    if rejected:
+        why += f" (over budget: {', '.join(rejected)})"
+    return best, why
+
+
+def write_final(chosen: Variant, out: Path, zipped: bool) -> Path:
+    """Copy the chosen bundle to DIR/bundle (or DIR/bundle.zip) via a temp name and a rename."""
+    dest = out / ("bundle.zip" if zipped else "bundle")
+    tmp = out / (".bundle.zip.tmp" if zipped else ".bundle.tmp")
+    shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+    if zipped:
+        import zipfile
+
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(chosen.bundle.iterdir()):
+                z.write(f, f.name)
+    else:
+        shutil.copytree(chosen.bundle, tmp)
+    old = out / ".bundle.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    return dest
+
+
+def mobile_check(bundle: Path, r: Recipe) -> dict:
+    """ONNX Runtime's own verdict on running the model with ORT Mobile (NNAPI/CoreML usability)."""
+    model = bundle / "model.onnx"
+    if not model.exists():
+        return {"verdict": "not checked (zipped bundle)", "output": ""}
+    done = subprocess.run([sys.executable, "-m", "onnxruntime.tools.check_onnx_model_mobile_usability", str(model)],
+                          capture_output=True, text=True, timeout=600)
+    text = (done.stdout + done.stderr).strip()
+    lines = [line.split("] ", 1)[-1] for line in text.splitlines()]
+    verdict = next((line for line in lines if "Model should perform well with NNAPI" in line
+                    or "NNAPI is not recommended" in line or "should work well" in line), lines[-1] if lines else "")
+    return {"verdict": verdict, "ort_model": (bundle / "model.ort").exists(), "returncode": done.returncode,
+            "output": "\n".join(lines[-40:])}
+
+
+def make_report(r: Recipe, variants: list[Variant], chosen: Variant, why: str, final: Path, mobile, timings: dict,
+                seconds: float, teacher: Path) -> dict:
+    from edgeft.runtime.bench import machine_info
+    from edgeft.train.finetune import versions
+
+    metrics = json.loads((teacher / "metrics.json").read_text())
+    return {
+        "bundle": str(final),
+        "chosen": chosen.name,
+        "why": why,
+        "metric": metrics["metric"],
+        "budget_pt": 100 * r.max_accuracy_drop,
+        "variants": [{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(x).items()} for x in variants],
+        "pytorch_fp32": {"metric": metrics["test"][metrics["metric"]], "train_seconds": metrics["train"]["seconds"]},
+        "stage_seconds": timings,
+        "seconds": round(seconds, 1),
+        "mobile_check": mobile,
+        "recipe": asdict(r),
+        "machine": machine_info(),
+        "versions": versions(),
+    }
+
+
+def write_report(report: dict, out: Path) -> None:
+    _write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    _write_text(out / "report.md", report_markdown(report))
+    plot(report, out / "report.png")
+
+
+def report_markdown(report: dict) -> str:
+    m = report["metric"]
+    lines = ["# edgeft build report", "",
+             f"Chosen: **{report['chosen']}** → `{report['bundle']}` — {report['why']}.", "",
+             f"| variant | what | size MB | test {m} | drop pt | agreement | p50 ms | p90 ms | p99 ms | peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for v in report["variants"]:
+        mark = " ✔" if v["name"] == report["chosen"] else ("" if v["within_budget"] else " (over budget)")
+        lat = v["latency"]
+        lines.append(f"| {v['name']}{mark} | {v['description']} | {v['size_mb']:.1f} | {100 * v['metric']:.2f} | "
+                     f"{v['drop_pt']:+.2f} | {100 * v['agreement']:.1f}% | {lat.get('p50_ms', 0):.2f} | "
+                     f"{lat.get('p90_ms', 0):.2f} | {lat.get('p99_ms', 0):.2f} | {v['peak_rss_mb']:.0f} |")
+    machine = report["machine"]
+    lines += ["", f"Budget: {report['budget_pt']:g} pt below the FP32 ONNX model. PyTorch FP32 test {m}: "
+              f"{100 * report['pytorch_fp32']['metric']:.2f}.",
+              "Latency: batch 1, 1 thread, real test sentences, all variants interleaved in one run.",
+              f"Machine: {machine.get('cpu', '?')}, {machine.get('logical_cores', '?')} cores ({machine.get('arch', '?')}). Build time: "
+              f"{report['seconds']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in report['stage_seconds'].items())}).",
+              "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "."]
+    if report.get("mobile_check"):
+        lines += ["", f"ONNX Runtime mobile usability check: {report['mobile_check']['verdict']}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    """Accuracy vs p50 latency; marker area ∝ bundle size; the chosen variant ringed; the budget as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vs = report["variants"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x = [v["latency"].get("p50_ms", 0) for v in vs]
+    y = [100 * v["metric"] for v in vs]
+    ax.scatter(x, y, s=[max(30, 12 * v["size_mb"]) for v in vs], alpha=0.6, color="tab:blue")
+    for v, xi, yi in zip(vs, x, y):
+        ax.annotate(f"{v['name']} ({v['size_mb']:.0f} MB)", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        if v["name"] == report["chosen"]:
+            ax.scatter([xi], [yi], s=max(30, 12 * v["size_mb"]) * 2.2, facecolors="none", edgecolors="tab:red", linewidths=2)
+    floor = y[0] - report["budget_pt"]
+    ax.axhline(floor, color="tab:red", linestyle="--", linewidth=1, label=f"budget: FP32 − {report['budget_pt']:g} pt")
+    ax.set_xlabel("p50 latency, ms (batch 1, 1 thread)")
+    ax.set_ylabel(f"test {report['metric']} (%)")
+    ax.set_title("edgeft build: accuracy vs latency (marker size = bundle size)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+

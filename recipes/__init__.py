@@ -1,0 +1,1 @@
+"""Reference build recipes (TOML), installed as edgeft.recipes; see `edgeft recipes list`."""

@@ -1,0 +1,140 @@
+"""`edgeft build`: the golden end-to-end run, resume after a kill, target change, recipes, dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeft.cli import app
+from edgeft.errors import ConfigError
+from edgeft.recipe import Recipe, load_recipe
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def build_args(model, data, out, *extra):
+    return ["build", "--model", str(model), "--data", str(data), "--out", str(out), "--fast", *map(str, extra)]
+
+
+@pytest.fixture(scope="module")
+def golden(tiny_models, data_dir, tmp_path_factory):
+    """One real `edgeft build --fast` on the tiny BERT and 300 real SST-2 rows."""
+    out = tmp_path_factory.mktemp("build") / "arm64"
+    result = runner.invoke(app, build_args(tiny_models(), data_dir / "sst2_300.jsonl", out, "--target", "arm64"))
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_golden_build_writes_a_verified_bundle_and_a_report(golden, data_dir):
+    out, result = golden
+    from edgeft.runtime.predictor import Predictor
+
+    predictor = Predictor.load(out / "bundle")  # verifies every hash
+    assert len(predictor.predict(["a fine film", "awful"])) == 2
+    report = json.loads((out / "report.json").read_text())
+    int8 = Predictor.load(next(v["bundle"] for v in report["variants"] if v["name"] == "int8"))
+    assert int8.manifest.target["name"] == "arm64" and int8.manifest.quantization["mode"] == "dynamic"
+    names = [v["name"] for v in report["variants"]]
+    assert names[:2] == ["fp32", "int8"]
+    chosen = next(v for v in report["variants"] if v["name"] == report["chosen"])
+    assert chosen["drop_pt"] <= report["budget_pt"]  # the choice obeys the budget
+    for v in report["variants"]:
+        assert v["latency"]["p50_ms"] > 0 and v["size_mb"] > 0 and 0 <= v["agreement"] <= 1
+        assert v["within_budget"] == (v["drop_pt"] <= report["budget_pt"])
+    assert report["variants"][0]["agreement"] == 1.0 and report["variants"][0]["drop_pt"] == 0
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "report.md").read_text()
+    assert "| fp32" in md and "Chosen: **" in md
+    assert f"bundle: {out / 'bundle'}" in result.output
+
+
+def test_recipe_toml_is_written_and_reruns_to_the_same_recipe(golden):
+    out, _ = golden
+    r = load_recipe(out / "recipe.toml")
+    assert r.fast and r.target == "arm64" and r.data.endswith("sst2_300.jsonl")
+    assert load_recipe(None, **{k: getattr(r, k) for k in r.__dataclass_fields__}) == r
+
+
+def test_changing_the_target_reruns_only_what_depends_on_it(golden, tiny_models, data_dir):
+    out, _ = golden
+    result = runner.invoke(app, build_args(tiny_models(), data_dir / "sst2_300.jsonl", out, "--target", "rpi5"))
+    assert result.exit_code == 0, result.output
+    assert "[train] cached" in result.output and "[export] cached" in result.output
+    assert "[quantize-rpi5] running" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"]["target"] == "rpi5"
+
+
+def test_an_interrupted_build_resumes_from_the_last_finished_stage(tiny_models, data_dir, tmp_path, golden):
+    out = tmp_path / "b"
+    cmd = [sys.executable, "-m", "edgeft", *build_args(tiny_models(), data_dir / "sst2_300.jsonl", out,
+                                                        "--target", "arm64")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list(out.glob("stages/train-*/.done")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 in the middle of the next stage
+    proc.wait()
+    assert list((out / "stages").glob("train-*/.done")), "the train stage should have finished before the kill"
+    assert not (out / "bundle").exists()
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "[train] cached" in resumed.stderr
+    # Same data, seed and settings as the golden run: the same numbers come out.
+    report = json.loads((out / "report.json").read_text())
+    golden_report = json.loads((golden[0] / "report.json").read_text())
+    assert [v["metric"] for v in report["variants"]] == pytest.approx(
+        [v["metric"] for v in golden_report["variants"] if v["name"] in ("fp32", "int8")])
+
+
+def test_dry_run_validates_and_prints_the_plan_without_writing(tiny_models, data_dir, tmp_path):
+    result = runner.invoke(app, build_args(tiny_models(), data_dir / "sst2_300.jsonl", tmp_path / "o", "--dry-run"))
+    assert result.exit_code == 0, result.output
+    assert "the build would:" in result.output and "quantize to INT8 for arm64" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "pdp11"], "target 'pdp11' is unknown; choose one of: arm64"),
+    (["--max-accuracy-drop", "2"], "max_accuracy_drop is a fraction in [0, 1)"),
+    (["--distill", "many"], "distill must be auto, off or a number of layers"),
+    (["--data", "nope.csv"], "nope.csv: no such file"),
+])
+def test_bad_input_fails_before_any_training(tmp_path, args, message):
+    started = time.perf_counter()
+    result = runner.invoke(app, ["build", "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert time.perf_counter() - started < 20 and not (tmp_path / "o").exists()
+
+
+def test_invalid_recipe_key_names_the_valid_ones(tmp_path):
+    (tmp_path / "r.toml").write_text('target = "rpi4"\nepochz = 3\n')
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'epochz'; valid keys: .*epochs"):
+        load_recipe(tmp_path / "r.toml")
+
+
+def test_recipe_round_trip_and_precedence(tmp_path):
+    r = Recipe(target="rpi4", distill="3", max_accuracy_drop=0.005, model="/m", fast=True)
+    (tmp_path / "r.toml").write_text(r.to_toml("header"))
+    assert load_recipe(tmp_path / "r.toml") == r
+    assert load_recipe(tmp_path / "r.toml", target="rpi5", epochs=None).target == "rpi5"  # CLI > recipe
+    assert load_recipe(None).target == "arm64"  # defaults
+
+
+def test_shipped_recipes_load(tmp_path):
+    result = runner.invoke(app, ["recipes", "list"])
+    assert result.exit_code == 0 and "minilm_sst2_arm64" in result.output
+    from edgeft.cli.build import recipes_dir
+
+    for path in recipes_dir().glob("*.toml"):
+        load_recipe(path)
+    copied = runner.invoke(app, ["recipes", "cp", "minilm_sst2_arm64", str(tmp_path)])
+    assert copied.exit_code == 0 and (tmp_path / "minilm_sst2_arm64.toml").is_file()
