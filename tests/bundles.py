@@ -1,9 +1,8 @@
 """Tiny bundles for the runtime tests, and the pytest fixtures that build them once per session.
 
 ``build_tiny_bundle`` is the one place that turns a tiny random HF model into a bundle (ONNX +
-tokenizer.json + edgeft.json). It exports with torch itself, the way ``edgeft.compress.export``
-does, so the runtime is tested on the real artefact shape; when the compression stage's exporter
-lands, only this function needs to call it instead.
+tokenizer.json + edgeft.json), through ``edgeft.compress.export`` itself, so the runtime is tested
+on exactly what the compression stage ships.
 
 The runtime test modules load this file as a plugin (``pytest_plugins = ["bundles"]``), so each
 session fixture is built once for all of them, and import its helpers directly; torch is needed
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
@@ -34,49 +32,22 @@ def input_names(arch: str) -> list[str]:
 
 def build_tiny_bundle(tmp: str | Path, arch: str = "bert", task: str = "text-classification",
                       labels: tuple[str, ...] | None = None, max_length: int = MAX_LENGTH) -> tuple[Path, Path]:
-    """Make a tiny HF model under ``tmp/hf`` and its FP32 bundle under ``tmp/bundle``.
+    """Make a tiny HF model under ``tmp/hf`` and its FP32 bundle under ``tmp/bundle`` with edgeft's exporter.
 
     Returns:
         (bundle_dir, hf_dir) — the HF folder is kept for PyTorch reference forwards.
     """
-    import torch
-    from torch.export import Dim
-
-    from edgeft.runtime.manifest import Manifest, file_digest
+    from edgeft.compress.export import ExportConfig, export
 
     labels = labels or (NER_LABELS if task == "token-classification" else CLS_LABELS)
     tmp = Path(tmp)
     hf_dir = make_tiny_model(tmp / "hf", arch=arch, task=task, labels=labels)
+    if "token_type_ids" in input_names(arch):  # BERT takes segment ids: say so in the tokenizer config
+        config = json.loads((hf_dir / "tokenizer_config.json").read_text())
+        config["model_input_names"] = ["input_ids", "token_type_ids", "attention_mask"]
+        (hf_dir / "tokenizer_config.json").write_text(json.dumps(config))
     bundle = tmp / "bundle"
-    bundle.mkdir(parents=True, exist_ok=True)
-
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-    cls = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
-    model = cls.from_pretrained(hf_dir).eval()  # eval(): dropout off, or ONNX and PyTorch disagree
-    names = input_names(arch)
-    # (2, 7) int64 example; rows differ so the exporter does not specialise on equal lengths
-    example = {"input_ids": torch.tensor([[2, 10, 11, 12, 13, 14, 3], [2, 20, 21, 3, 0, 0, 0]]),
-               "attention_mask": torch.tensor([[1] * 7, [1, 1, 1, 1, 0, 0, 0]]),
-               "token_type_ids": torch.zeros(2, 7, dtype=torch.long)}
-    kwargs = {n: example[n] for n in names}
-    batch, seq = Dim("batch"), Dim("seq")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on shared Dim names and deprecated pytree APIs
-        program = torch.onnx.export(model, (), None, kwargs=kwargs, dynamo=True, input_names=names,
-                                    output_names=["logits"], dynamic_shapes={n: {0: batch, 1: seq} for n in names},
-                                    verbose=False)
-    program.save(str(bundle / "model.onnx"), external_data=False)
-    shutil.copy(hf_dir / "tokenizer.json", bundle / "tokenizer.json")
-    opset = next((o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-    manifest = Manifest(
-        task=task, labels=list(labels), max_length=max_length, inputs=names, outputs=["logits"], pad_token_id=0,
-        files={name: file_digest(bundle / name) for name in ("model.onnx", "tokenizer.json")},
-        architecture=arch, base_model=f"tiny-{arch}", opset=opset, versions={"torch": torch.__version__},
-        parity={"max_abs_logit_diff": 0.0}, metrics={"accuracy": 0.5},
-    )
-    (bundle / "edgeft.json").write_text(manifest.to_json(), encoding="utf-8")
+    export(hf_dir, bundle, ExportConfig(max_length=max_length))  # the real exporter, with its parity check
     return bundle, hf_dir
 
 
