@@ -219,8 +219,13 @@ def predictions_to_metrics(logits, label_ids, labels: list[str], task: str) -> d
     return ner_metrics(true_tags, pred_tags)
 
 
-def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task: str, out: Path, cfg: TrainConfig):
-    """The HF Trainer with edgeft's defaults: eval + checkpoint per epoch, best model kept, early stopping."""
+def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task: str, out: Path, cfg: TrainConfig,
+                  trainer_cls=None):
+    """The HF Trainer with edgeft's defaults: eval + checkpoint per epoch, best model kept, early stopping.
+
+    ``trainer_cls``: a Trainer subclass (or a callable taking Trainer's arguments) for a custom loss,
+    e.g. distillation (edgeft.compress.distill); None = the plain Trainer.
+    """
     from transformers import (DataCollatorForTokenClassification, DataCollatorWithPadding, EarlyStoppingCallback,
                               Trainer, TrainingArguments)
 
@@ -261,7 +266,7 @@ def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task
         keys = ("precision", "recall", "f1", "accuracy") if task == "token-classification" else ("accuracy", "macro_f1")
         return {k: full[k] for k in keys}  # the Trainer logs scalars only
 
-    return Trainer(
+    return (trainer_cls or Trainer)(
         model_init=model_init,
         args=args,
         train_dataset=features["train"],

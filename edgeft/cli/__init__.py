@@ -70,7 +70,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 # Register the commands: each module adds its own to `app`, importing heavy modules lazily.
 from edgeft.cli import train as _train  # noqa: E402,F401
 from edgeft.cli import compress as _compress  # noqa: E402,F401
+from edgeft.cli import distill as _distill  # noqa: E402,F401
 from edgeft.cli import runtime as _runtime  # noqa: E402,F401
+from edgeft.cli import build as _build  # noqa: E402,F401
 
 
 def main() -> None:
