@@ -30,15 +30,28 @@ def corpus() -> list[str]:
 
 @lru_cache(maxsize=1)
 def tokenizer_json(vocab_size: int = 600) -> str:
-    """A lowercasing BERT-style WordPiece tokenizer, serialised (trained once per session)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A lowercasing BERT-style WordPiece tokenizer, serialised.
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    The vocabulary is chosen deterministically (specials, every character and its ## piece, then
+    the most frequent words, ties broken alphabetically) rather than by the WordPiece trainer,
+    whose choice varies between processes: a test that compares two processes' runs needs the
+    same ids in both.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for text in corpus() for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for w in words for c in w})
+    vocab = [*SPECIALS, *chars, *(f"##{c}" for c in chars)]
+    room = max(0, vocab_size - len(vocab))
+    vocab += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1][:room]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = splitter
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
-    tok.train_from_iterator(corpus(), trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
