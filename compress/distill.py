@@ -44,7 +44,7 @@ from edgeft.errors import ConfigError, DataError, ModelError, require
 from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import (IGNORE, _check_output_dir, _last_checkpoint, _save_model, _write_json, build_trainer,
                                    encode, evaluate, load_model, predictions_to_metrics, prepare_splits, save_curves,
-                                   versions)
+                                   train_summary, versions)
 from edgeft.train.model_source import resolve_model
 
 DEFAULT_LAYERS = 3
@@ -749,22 +749,13 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
         "metric": metric_name,
         "max_length": max_length,
         "train": {
-            "examples": len(train_ds),
+            **train_summary(trainer, result, seconds, train_ds),
             "transfer": transfer.counts(),
             "teacher_rows": len(t_rows),  # rows the teacher ran on for the cache: each once
             "teacher_seconds": round(teacher_seconds, 2),
-            "loss": result.training_loss,
             "kd_curve": [(h["step"], h["kd_loss"]) for h in log if "kd_loss" in h],  # KL at T per logged step
             "last_losses": next(({k: h[k] for k in ("ce_loss", "kd_loss", "hidden_loss") if k in h}
                                  for h in reversed(log) if "kd_loss" in h), {}),
-            "seconds": round(seconds, 2),
-            "examples_per_second": result.metrics.get("train_samples_per_second"),
-            "steps": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
-            "precision": "bf16" if trainer.args.bf16 else "fp32",
-            "devices": trainer.args.world_size,
-            "skipped_rows": len(train_ds.skipped),
         },
         "validation": evaluations["validation"],
         "test": evaluations["test"],

@@ -92,18 +92,7 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
         "labels": labels,
         "metric": metric_name,
         "max_length": max_length,
-        "train": {
-            "examples": len(train_ds),
-            "loss": result.training_loss,
-            "seconds": round(seconds, 2),
-            "examples_per_second": result.metrics.get("train_samples_per_second"),
-            "steps": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
-            "precision": "bf16" if trainer.args.bf16 else "fp32",
-            "devices": trainer.args.world_size,
-            "skipped_rows": len(train_ds.skipped),
-        },
+        "train": train_summary(trainer, result, seconds, train_ds),
         "validation": evaluations["validation"],
         "test": evaluations["test"],
         "hp_search": hp_trials,
@@ -119,6 +108,22 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
         save_curves(trainer.state.log_history, out, metric_name)
         _write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
     return metrics
+
+
+def train_summary(trainer, result, seconds: float, train_ds: Dataset) -> dict:
+    """The "train" block of metrics.json: size, loss, speed, steps, where the best checkpoint is."""
+    return {
+        "examples": len(train_ds),
+        "loss": result.training_loss,
+        "seconds": round(seconds, 2),
+        "examples_per_second": result.metrics.get("train_samples_per_second"),
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "precision": "bf16" if trainer.args.bf16 else "fp32",
+        "devices": trainer.args.world_size,
+        "skipped_rows": len(train_ds.skipped),
+    }
 
 
 def prepare_splits(data, validation, test, cfg: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:

@@ -48,6 +48,15 @@ app = typer.Typer(
 )
 
 
+# Options several commands share (one definition, one help text).
+TEXT_COLUMN = typer.Option("text", help="Column holding the text.")
+LABEL_COLUMN = typer.Option("label", help="Column holding the label (string or integer).")
+TOKENS_COLUMN = typer.Option("tokens", help="NER JSONL: field holding the word list.")
+TAGS_COLUMN = typer.Option("tags", help="NER JSONL: field holding the BIO tags.")
+ZIP = typer.Option(False, "--zip", help="Write a single .zip instead of a folder.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr.")
+
+
 def fail(message: str) -> None:
     """Stop with one error line and exit 2 (for checks done in the CLI layer itself)."""
     report(message)

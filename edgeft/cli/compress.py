@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from edgeft.cli import app
+from edgeft.cli import TEXT_COLUMN, LABEL_COLUMN, TOKENS_COLUMN, TAGS_COLUMN, ZIP, QUIET, app
 from edgeft.errors import require
 
 DATA_HELP = ".csv/.tsv/.jsonl (text + label) or .jsonl/.conll (tokens + BIO tags)."
@@ -51,12 +51,12 @@ def export_command(
     data: Optional[Path] = typer.Option(None, "--data",
                                         help=f"Real inputs for the parity check and FP32 accuracy: {DATA_HELP}"),
     atol: float = typer.Option(1e-4, help="Max |Δlogit| between PyTorch and ONNX over non-pad positions."),
-    text_column: str = typer.Option("text", help="Column holding the text."),
-    label_column: str = typer.Option("label", help="Column holding the label."),
-    tokens_column: str = typer.Option("tokens", help="NER JSONL: field holding the word list."),
-    tags_column: str = typer.Option("tags", help="NER JSONL: field holding the BIO tags."),
-    zipped: bool = typer.Option(False, "--zip", help="Write a single .zip instead of a folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    tokens_column: str = TOKENS_COLUMN,
+    tags_column: str = TAGS_COLUMN,
+    zipped: bool = ZIP,
+    quiet: bool = QUIET,
 ):
     """Export a fine-tuned model to ONNX (dynamic batch and length) and check parity with PyTorch."""
     require("torch", "export")
@@ -104,12 +104,12 @@ def quantize_command(
     max_eval_rows: int = typer.Option(2000, help="Validation rows used at most (seeded sample), to bound the time."),
     opset: Optional[int] = typer.Option(None, help="ONNX opset when exporting a model folder (default: the target's)."),
     max_length: Optional[int] = typer.Option(None, help="Tokens per input when exporting a model folder."),
-    text_column: str = typer.Option("text", help="Column holding the text."),
-    label_column: str = typer.Option("label", help="Column holding the label."),
-    tokens_column: str = typer.Option("tokens", help="NER JSONL: field holding the word list."),
-    tags_column: str = typer.Option("tags", help="NER JSONL: field holding the BIO tags."),
-    zipped: bool = typer.Option(False, "--zip", help="Write a single .zip instead of a folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    tokens_column: str = TOKENS_COLUMN,
+    tags_column: str = TAGS_COLUMN,
+    zipped: bool = ZIP,
+    quiet: bool = QUIET,
 ):
     """Quantize to INT8 for a target: keep the fastest candidate within the accuracy budget."""
     require("onnx", "quantize")

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from edgeft.cli import app, fail
+from edgeft.cli import TEXT_COLUMN, LABEL_COLUMN, TOKENS_COLUMN, TAGS_COLUMN, app, fail
 
 
 def _progress(message: str) -> None:
@@ -54,10 +54,10 @@ def distill_command(
     unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain text (.txt a line each, .jsonl, .csv): KD only."),
     augment: int = typer.Option(0, "--augment", help="Masked-word / word-dropout variants per training row (seeded, KD only)."),
     augment_prob: float = typer.Option(0.15, help="Fraction of the words masked or dropped per variant."),
-    text_column: str = typer.Option("text", help="Column holding the text."),
-    label_column: str = typer.Option("label", help="Column holding the label."),
-    tokens_column: str = typer.Option("tokens", help="NER JSONL: field holding the word list."),
-    tags_column: str = typer.Option("tags", help="NER JSONL: field holding the BIO tags."),
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    tokens_column: str = TOKENS_COLUMN,
+    tags_column: str = TAGS_COLUMN,
     epochs: float = typer.Option(3.0, help="Passes over the transfer set (early stopping may end sooner)."),
     lr: float = typer.Option(5e-5, help="Peak learning rate (AdamW, linear warm-up and decay)."),
     batch_size: int = typer.Option(32, help="Examples per batch and device."),
@@ -135,10 +135,10 @@ def trim_vocab_command(
                                     help="Keep every single-character piece, so unseen words become characters, not [UNK]."),
     min_count: int = typer.Option(1, "--min-count", help="Keep a corpus token only if it occurs at least N times."),
     validation: Optional[Path] = typer.Option(None, "--validation", help="Held-out labeled file: changed inputs and accuracy before/after."),
-    text_column: str = typer.Option("text", help="Column holding the text."),
-    label_column: str = typer.Option("label", help="Column holding the label (validation file)."),
-    tokens_column: str = typer.Option("tokens", help="NER JSONL: field holding the word list."),
-    tags_column: str = typer.Option("tags", help="NER JSONL: field holding the BIO tags."),
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    tokens_column: str = TOKENS_COLUMN,
+    tags_column: str = TAGS_COLUMN,
     max_length: int = typer.Option(128, help="Tokens per example for the logit check and the validation scores."),
     check_rows: int = typer.Option(512, help="Corpus rows (seeded sample) whose logits are compared with the original's."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty output folder."),

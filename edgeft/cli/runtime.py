@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from edgeft.cli import app
+from edgeft.cli import TEXT_COLUMN, LABEL_COLUMN, app
 from edgeft.errors import ConfigError, DataError
 
 BUNDLE_HELP = "Bundle folder (model.onnx, tokenizer.json, edgeft.json) or a .zip of it; verified before use."
@@ -151,8 +151,8 @@ def eval_command(
     data: Path = typer.Option(..., "--data", help="Labeled test file: .csv/.tsv/.jsonl (text + label) or "
                                                   ".jsonl/.conll (tokens + BIO tags) for NER bundles."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here as JSON."),
-    text_column: str = typer.Option("text", help="Column holding the text."),
-    label_column: str = typer.Option("label", help="Column holding the label."),
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
     batch_size: int = typer.Option(32, help="Texts per model call."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count bad rows instead of stopping."),

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from edgeft.cli import app
+from edgeft.cli import TEXT_COLUMN, LABEL_COLUMN, TOKENS_COLUMN, TAGS_COLUMN, app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -38,10 +38,10 @@ def train_command(
     test: Optional[Path] = typer.Option(None, "--test", help="Test file (final metrics of the best model)."),
     task: Optional[str] = typer.Option(None, "--task", help="text-classification | token-classification (default: from the data)."),
     model: Optional[str] = typer.Option(None, "--model", help="Local HF folder or hub id (default: embedded all-MiniLM-L6-v2)."),
-    text_column: str = typer.Option("text", help="Column holding the text."),
-    label_column: str = typer.Option("label", help="Column holding the label (string or integer)."),
-    tokens_column: str = typer.Option("tokens", help="NER JSONL: field holding the word list."),
-    tags_column: str = typer.Option("tags", help="NER JSONL: field holding the BIO tags."),
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    tokens_column: str = TOKENS_COLUMN,
+    tags_column: str = TAGS_COLUMN,
     epochs: float = typer.Option(3.0, help="Passes over the training data (early stopping may end sooner)."),
     lr: float = typer.Option(5e-5, help="Peak learning rate (AdamW, linear warm-up and decay)."),
     batch_size: int = typer.Option(32, help="Examples per batch and device."),
