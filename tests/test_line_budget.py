@@ -1,0 +1,19 @@
+"""A line budget per subpackage (as tinygrad's sz.py): growth past it needs a deliberate decision."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET = {"runtime": 1500, "compress": 3000, "train": 800, "edgeft": 2000}  # non-blank, non-comment lines
+
+
+def code_lines(folder: Path) -> int:
+    return sum(1 for path in folder.rglob("*.py") for line in path.read_text(encoding="utf-8").splitlines()
+               if line.strip() and not line.strip().startswith("#"))
+
+
+@pytest.mark.parametrize("package, budget", BUDGET.items())
+def test_package_stays_within_its_line_budget(package, budget):
+    lines = code_lines(ROOT / package)
+    assert lines <= budget, f"{package}/ has {lines} lines of code, over its budget of {budget}"
