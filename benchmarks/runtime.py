@@ -8,7 +8,10 @@ measures, in that process:
 * time to first prediction: process start → first result of one sentence (interpreter, imports,
   bundle verification or HF loading, session creation, tokenization, one forward), ms wall clock;
 * load: verification + session creation (runtime) or from_pretrained of model + tokenizer (PyTorch), ms;
-* peak RSS of the process at that point, MB (ru_maxrss) — what a device needs to serve.
+* peak RSS of the process at that point, MB — what a device needs to serve.
+For the first bundle it also times whole processes as users start them (`edgeft predict BUNDLE
+"text"` and `python -c` with the Python API), and the runtime's overhead at batch 1: predict()
+(tokenize, pad, run, softmax) against the bare session.run on the same pre-tokenized sentences.
 The models take turns within each repeat (rotating who goes first), so background load hits all
 of them alike. Reported: median and min over the repeats; peak RSS as the median.
 
@@ -71,6 +74,57 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def wall_starts(bundle: Path, repeats: int, text: str) -> dict:
+    """Wall time of a whole fresh process that predicts one sentence, as a user runs it: through the
+    ``edgeft`` CLI, and through ``python -c`` with the Python API (median / min, ms)."""
+    import subprocess
+
+    api = (f"from edgeft.runtime.predictor import Predictor; "
+           f"Predictor.load({str(bundle)!r}, threads=1).predict([{text!r}])")
+    commands = {"cli": [sys.executable, "-m", "edgeft", "predict", str(bundle), text],
+                "python_c": [sys.executable, "-c", api]}
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    for r in range(repeats):
+        for name in (list(commands) if r % 2 == 0 else list(reversed(commands))):  # alternate who goes first
+            t0 = time.perf_counter()
+            subprocess.run(commands[name], check=True, capture_output=True)
+            times[name].append(1000 * (time.perf_counter() - t0))
+    return {k: {"median_ms": statistics.median(v), "min_ms": min(v)} for k, v in times.items()}
+
+
+def overhead(bundle: Path, texts: list[str], rounds: int = 3) -> dict:
+    """Runtime overhead at batch 1: Predictor.predict (tokenize + pad + run + softmax/labels) vs the
+    bare session.run on the same pre-tokenized input, sentence by sentence, interleaved."""
+    import numpy as np
+
+    from edgeft.runtime.predictor import Predictor
+
+    p = Predictor.load(bundle, threads=1, batch_size=1)
+    m = p.manifest
+    feeds = []
+    for text in texts:
+        enc = p.tokenizer.encode(text)
+        ids = np.asarray([enc.ids], dtype=np.int64)  # (1, seq)
+        cols = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        feeds.append({name: cols[name] for name in m.inputs})
+    for text, feed in zip(texts[:20], feeds[:20]):  # warm-up
+        p.predict([text])
+        p.session.run(None, feed)
+    total, model = [], []
+    for _ in range(rounds):
+        for text, feed in zip(texts, feeds):
+            t0 = time.perf_counter()
+            p.session.run(None, feed)
+            t1 = time.perf_counter()
+            p.predict([text])
+            t2 = time.perf_counter()
+            model.append(t1 - t0)
+            total.append(t2 - t1)
+    m_ms, t_ms = 1000 * statistics.median(model), 1000 * statistics.median(total)
+    return {"model_ms_median": m_ms, "predict_ms_median": t_ms, "overhead_fraction": (t_ms - m_ms) / m_ms,
+            "sentences": len(texts), "rounds": rounds}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundles", nargs="+", type=Path, help="bundle folders or .zip files (the first is the reference)")
@@ -86,8 +140,15 @@ def main(argv: list[str] | None = None) -> dict:
     runs = cold_starts(specs, args.repeats, args.threads, sample_texts(None), max_length)
     rows = summarize(specs, runs)
     print(table(rows))
+    texts = sample_texts(None)
+    walls = wall_starts(args.bundles[0], args.repeats, texts[0])
+    cost = overhead(args.bundles[0], texts[:300])
+    print(f"{args.bundles[0]}: whole process to first prediction: CLI {walls['cli']['median_ms']:.0f} ms, "
+          f"python -c {walls['python_c']['median_ms']:.0f} ms (median of {args.repeats}); runtime overhead at "
+          f"batch 1: {100 * cost['overhead_fraction']:.1f}% of model time "
+          f"({cost['predict_ms_median']:.3f} vs {cost['model_ms_median']:.3f} ms)")
     report = {"machine": machine_info(), "threads": args.threads, "repeats": args.repeats, "rows": rows, "runs": runs,
-              "seconds": time.perf_counter() - t0}
+              "process_wall": walls, "overhead": cost, "seconds": time.perf_counter() - t0}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"→ {args.out}")

@@ -86,7 +86,7 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress) -> dict
     if layers:
         student = timed("distill", lambda: stage_distill(r, teacher, splits, layers, out, progress))
         smaller.append((f"student{layers}-int8", f"{layers}-layer student distilled from the fine-tuned model", student))
-    if r.trim_vocab == "auto" and vocab_size(teacher) > 10_000:
+    if r.trim_vocab == "on" or (r.trim_vocab == "auto" and vocab_size(teacher) > 10_000):
         name, what, base = smaller.pop() if smaller else ("int8", "fine-tuned model", teacher)
         trimmed = timed("trim", lambda: stage_trim(r, base, splits, out, progress))
         smaller.append((name.replace("int8", "trim-int8"), f"{what}, vocabulary trimmed", trimmed))
@@ -143,8 +143,9 @@ def stages_plan(r: Recipe) -> list[str]:
             + (f", {r.max_train_samples} samples" if r.max_train_samples else "") + ")"]
     if r.distill != "off":
         plan.append(f"distill a student with {r.distill if r.distill != 'auto' else 'half the'} layers")
-    if r.trim_vocab == "auto":
-        plan.append("trim the vocabulary to the training data (when it has over 10,000 tokens)")
+    if r.trim_vocab != "off":
+        plan.append("trim the vocabulary to the training data" + (" (when it has over 10,000 tokens)"
+                                                                  if r.trim_vocab == "auto" else ""))
     plan += ["export to ONNX FP32 and check parity with PyTorch",
              f"quantize to INT8 for {r.target} (mode {r.quantize_mode}) on the validation split",
              "evaluate every variant on the test split through the runtime",
@@ -195,9 +196,10 @@ def run_stage(out: Path, name: str, key: str, work: Callable[[Path], None], prog
 def _train_config(r: Recipe, **extra):
     from edgeft.train.config import TrainConfig
 
-    return TrainConfig(task=r.task, model=r.model, text_column=r.text_column, label_column=r.label_column,
-                       epochs=r.epochs, lr=r.lr, batch_size=r.batch_size, max_length=r.max_length,
-                       max_train_samples=r.max_train_samples, seed=r.seed, **extra)
+    settings = dict(task=r.task, model=r.model, text_column=r.text_column, label_column=r.label_column,
+                    epochs=r.epochs, lr=r.lr, batch_size=r.batch_size, max_length=r.max_length,
+                    max_train_samples=r.max_train_samples, seed=r.seed)
+    return TrainConfig(**{**settings, **extra})
 
 
 def stage_train(r: Recipe, data: dict, out: Path, progress: Progress) -> Path:

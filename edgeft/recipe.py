@@ -30,7 +30,7 @@ class Recipe:
     max_accuracy_drop: float = field(default=0.01, metadata={"help": "largest accepted drop vs the FP32 model, 0.01 = 1 pt"})
     optimize: str = field(default="latency", metadata={"help": "latency (fastest within budget) | size (smallest)"})
     distill: str = field(default="auto", metadata={"help": "auto (half the layers) | off | N layers"})
-    trim_vocab: str = field(default="auto", metadata={"help": "auto (when the vocabulary is large) | off"})
+    trim_vocab: str = field(default="auto", metadata={"help": "auto (when the vocabulary has over 10k tokens) | on | off"})
     quantize_mode: str = field(default="auto", metadata={"help": "auto (search) | dynamic | static"})
     epochs: float = 3.0
     lr: float = 5e-5
@@ -60,8 +60,8 @@ class Recipe:
             problems.append(f"optimize must be latency or size, got {self.optimize!r}")
         if not (self.distill in ("auto", "off") or (self.distill.isdigit() and int(self.distill) >= 1)):
             problems.append(f"distill must be auto, off or a number of layers, got {self.distill!r}")
-        if self.trim_vocab not in ("auto", "off"):
-            problems.append(f"trim_vocab must be auto or off, got {self.trim_vocab!r}")
+        if self.trim_vocab not in ("auto", "on", "off"):
+            problems.append(f"trim_vocab must be auto, on or off, got {self.trim_vocab!r}")
         if self.quantize_mode not in ("auto", "dynamic", "static"):
             problems.append(f"quantize_mode must be auto, dynamic or static, got {self.quantize_mode!r}")
         if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1 or self.max_length < 8 or self.bench_runs < 1:

@@ -95,6 +95,22 @@ def test_an_interrupted_build_resumes_from_the_last_finished_stage(tiny_models, 
         [v["metric"] for v in golden_report["variants"] if v["name"] in ("fp32", "int8")])
 
 
+def test_distilled_and_trimmed_student_becomes_a_variant(tiny_models, data_dir, tmp_path):
+    out = tmp_path / "b"
+    args = ["build", "--model", str(tiny_models()), "--data", str(data_dir / "sst2_300.jsonl"), "--out", str(out),
+            "--epochs", "1", "--max-train-samples", "200", "--distill", "1", "--trim-vocab", "on"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [v["name"] for v in report["variants"]] == ["fp32", "int8", "student1-trim-int8"]
+    student = next(v for v in report["variants"] if v["name"] == "student1-trim-int8")
+    from edgeft.runtime.predictor import Predictor
+
+    p = Predictor.load(student["bundle"])
+    assert p.manifest.quantization and len(p.predict(["fine"])) == 1
+    assert student["size_mb"] < report["variants"][1]["size_mb"]  # fewer layers, fewer tokens: smaller than int8
+
+
 def test_dry_run_validates_and_prints_the_plan_without_writing(tiny_models, data_dir, tmp_path):
     result = runner.invoke(app, build_args(tiny_models(), data_dir / "sst2_300.jsonl", tmp_path / "o", "--dry-run"))
     assert result.exit_code == 0, result.output

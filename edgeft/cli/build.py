@@ -42,7 +42,7 @@ def build_command(
     max_accuracy_drop: Optional[float] = typer.Option(None, help="Accepted drop vs FP32 as a fraction (default 0.01 = 1 pt)."),
     optimize: Optional[str] = typer.Option(None, help="latency (fastest within budget, default) | size (smallest)."),
     distill: Optional[str] = typer.Option(None, help="auto (half the layers, default) | off | N layers."),
-    trim_vocab: Optional[str] = typer.Option(None, help="auto (default: when the vocabulary has over 10k tokens) | off."),
+    trim_vocab: Optional[str] = typer.Option(None, help="auto (default: when the vocabulary has over 10k tokens) | on | off."),
     epochs: Optional[float] = typer.Option(None, help="Fine-tuning epochs (default 3)."),
     max_train_samples: Optional[int] = typer.Option(None, help="Use only N training examples."),
     fast: Optional[bool] = typer.Option(None, "--fast", help="Smoke run (a few minutes): 800 samples, 1 epoch, no distillation, dynamic INT8."),
