@@ -27,13 +27,15 @@ DEFAULT_DATASETS = HERE.parent.parent / "shared" / "datasets"
 def run_build(name: str, work: Path, *args: str) -> dict:
     out = work / name
     shutil.rmtree(out, ignore_errors=True)  # a cold build: no cached stages
+    work.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "edgeft", "build", "--out", str(out), *args]
     print("$", " ".join(cmd[2:]), flush=True)
     started = time.perf_counter()
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with open(work / f"{name}.log", "w") as log:  # the build's progress, for when it fails
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        sys.exit(f"{name}: edgeft build failed (exit {done.returncode})")
+        sys.exit(f"{name}: edgeft build failed (exit {done.returncode}); see {work / (name + '.log')}")
     report = json.loads((out / "report.json").read_text())
     fp32 = report["variants"][0]
     chosen = next(v for v in report["variants"] if v["name"] == report["chosen"])

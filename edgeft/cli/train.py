@@ -15,7 +15,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def sample_data() -> tuple[Path, Path]:
-    """The SST-2 sample shipped in the package: (3,000 train rows, the 872-row GLUE dev as test)."""
+    """The SST-2 sample shipped in the package: (8,000 train rows, the 872-row GLUE dev as test)."""
     return SAMPLES / "sst2_train.jsonl", SAMPLES / "sst2_test.jsonl"
 
 
