@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -109,6 +110,18 @@ def test_distilled_and_trimmed_student_becomes_a_variant(tiny_models, data_dir, 
     p = Predictor.load(student["bundle"])
     assert p.manifest.quantization and len(p.predict(["fine"])) == 1
     assert student["size_mb"] < report["variants"][1]["size_mb"]  # fewer layers, fewer tokens: smaller than int8
+
+
+def test_android_target_records_the_mobile_usability_check(tiny_models, data_dir, tmp_path):
+    out = tmp_path / "android"
+    result = runner.invoke(app, build_args(tiny_models(), data_dir / "sst2_300.jsonl", out, "--target", "android-arm64"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    check = report["mobile_check"]
+    assert check["returncode"] == 0 and check["verdict"], check
+    assert "mobile usability check" in (out / "report.md").read_text()
+    int8 = next(v for v in report["variants"] if v["name"] == "int8")
+    assert (Path(int8["bundle"]) / "model.ort").is_file()  # ORT-format model for ONNX Runtime Mobile
 
 
 def test_dry_run_validates_and_prints_the_plan_without_writing(tiny_models, data_dir, tmp_path):
