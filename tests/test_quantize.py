@@ -189,7 +189,9 @@ def test_choose_prefers_fastest_within_budget():
 
     a, b, c, d = cand("a", 0.001, 2.0), cand("b", 0.004, 1.0), cand("c", 0.02, 0.5), cand("d", 0.0, 1.01, size=0)
     assert choose([a, b, c]) == (b, True)  # fastest within budget; c is faster but over budget
-    assert choose([a, b, c, d]) == (d, True)  # d is within 2 % of b and more accurate
+    assert choose([a, b, c, d]) == (d, True)  # d is within 3 % of b and smaller
+    big, small = cand("big", 0.0, 1.0, size=60), cand("small", 0.003, 1.02, size=23)
+    assert choose([big, small]) == (small, True)  # a near-tie goes to the smaller file, both within budget
     e = cand("e", 0.01, 3.0)
     assert choose([c, e]) == (e, False)  # none within budget: the most accurate, though slower
     assert choose([cand("f", 0, 1, ok=False)]) == (None, False)
