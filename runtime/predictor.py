@@ -187,7 +187,8 @@ class Predictor:
         limit = self.manifest.max_length * CLIP_CHARS_PER_TOKEN
         safe = [_SURROGATE.sub("\ufffd", t) if not t.isascii() else t for t in texts]  # same length
         clipped = [clip(t, limit) for t in safe]
-        encodings = self.tokenizer.encode_batch(clipped)
+        # One text (the batch-1 serving case): plain encode, without encode_batch's thread-pool hand-off.
+        encodings = [self.tokenizer.encode(clipped[0])] if len(clipped) == 1 else self.tokenizer.encode_batch(clipped)
         for i, (full, cut, enc) in enumerate(zip(safe, clipped, encodings)):
             if len(cut) < len(full) and not clip_is_exact(enc):
                 encodings[i] = self.tokenizer.encode(full)
