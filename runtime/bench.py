@@ -339,8 +339,7 @@ def worker_main() -> None:
         for line in sys.stdin:
             msg = json.loads(line)
             if msg["cmd"] == "config":
-                feeds = make_feeds(tokenizer, args["texts"], msg["batch"], msg["seq"], args["max_length"], inputs, pad_id,
-                                   to_torch=args["kind"] == "pytorch")
+                feeds = make_feeds(tokenizer, args["texts"], msg["batch"], msg["seq"], args["max_length"], inputs, pad_id)
                 for i in range(msg["warmup"]):
                     run(feeds[i % len(feeds)])
                 send({"ok": True})
@@ -372,39 +371,17 @@ def _load_bundle(args: dict):
 
 
 def _load_pytorch(args: dict):
+    """The PyTorch column: edgeft.train.reference (torch, transformers), imported only when asked for."""
     try:
-        import torch
-        from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification,
-                                  AutoTokenizer)
-    except ImportError as e:
+        from edgeft.train.reference import load_for_bench
+
+        return load_for_bench(args["path"], args["threads"], args["texts"], args["max_length"], args["t0"])
+    except ImportError as e:  # torch or transformers missing: the train extra
         raise errors.MissingExtraError("bench --pytorch", "train", e.name) from None
-    from tokenizers import Tokenizer
-
-    torch.set_num_threads(args["threads"])
-    t = time.perf_counter()
-    config = AutoConfig.from_pretrained(args["path"])
-    token_cls = any("TokenClassification" in a for a in (config.architectures or []))
-    cls = AutoModelForTokenClassification if token_cls else AutoModelForSequenceClassification
-    model = cls.from_pretrained(args["path"]).eval()
-    hf_tok = AutoTokenizer.from_pretrained(args["path"])
-    load_ms = (time.perf_counter() - t) * 1000
-    with torch.inference_mode():
-        model(**hf_tok(args["texts"][:1], return_tensors="pt", truncation=True, max_length=args["max_length"]))
-    first_ms = (time.time() - args["t0"]) * 1000
-    tok = Tokenizer.from_str(hf_tok.backend_tokenizer.to_str())
-    tok.no_padding()
-    tok.enable_truncation(max_length=args["max_length"])
-    names = [n for n in hf_tok.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
-
-    def run(feeds):
-        with torch.inference_mode():
-            return model(**feeds)
-
-    return ({"load_ms": load_ms, "first_prediction_ms": first_ms}, run, tok, names, hf_tok.pad_token_id or 0)
 
 
-def make_feeds(tokenizer, texts: list[str], batch: int, seq, max_length: int, inputs: list[str], pad_id: int,
-               to_torch: bool = False) -> list[dict]:
+def make_feeds(tokenizer, texts: list[str], batch: int, seq, max_length: int, inputs: list[str], pad_id: int
+               ) -> list[dict]:
     """Up to DISTINCT_BATCHES model inputs of ``batch`` sequences each: (batch, len) int64 arrays."""
     import numpy as np
 
@@ -423,12 +400,7 @@ def make_feeds(tokenizer, texts: list[str], batch: int, seq, max_length: int, in
             input_ids[r, :len(row)] = row
             mask[r, :len(row)] = 1
         arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-        feed = {k: arrays[k] for k in inputs}
-        if to_torch:
-            import torch
-
-            feed = {k: torch.from_numpy(v) for k, v in feed.items()}
-        feeds.append(feed)
+        feeds.append({k: arrays[k] for k in inputs})
     tokenizer.enable_truncation(max_length=max_length)
     return feeds
 
