@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edgeft.errors import DataError
 
 
 def evaluate(predictor, data: str | Path, text_column: str = "text", label_column: str = "label",
@@ -29,20 +28,14 @@ def evaluate(predictor, data: str | Path, text_column: str = "text", label_colum
     Raises:
         DataError: a bad row, or a label the bundle does not know (naming file, line and label).
     """
-    from edgeft.data import read_dataset
+    from edgeft.data import check_labels, read_dataset
     from edgeft.metrics import classification_metrics, ner_metrics
 
     m = predictor.manifest
     ds = read_dataset(data, task=m.task, text_column=text_column, label_column=label_column,
                       skip_bad_rows=skip_bad_rows)
     ner = m.task == "token-classification"
-    known = set(m.labels)
-    for ex in ds.examples:  # fail before spending time on predictions
-        for label in (ex.tags if ner else [ex.label]):
-            if str(label) not in known:
-                shown = ", ".join(m.labels[:20]) + (" …" if len(m.labels) > 20 else "")
-                raise DataError(f"{data}:{ex.line}: label {label!r} is not one of the bundle's labels ({shown}); "
-                                "fix the data, or evaluate a bundle trained with this label")
+    check_labels(ds, m.labels, "the bundle's labels")  # fail before spending time on predictions
     t0 = time.perf_counter()
     if ner:
         tagged = predictor.tag_words([ex.tokens for ex in ds.examples])

@@ -138,7 +138,7 @@ def test_eval_unknown_label(cls_bundle, tmp_path):
     data = tmp_path / "test.jsonl"
     data.write_text('{"text": "fine", "label": "positive"}\n{"text": "meh", "label": "neutral"}\n')
     assert_user_error(run("eval", cls_bundle, "--data", data),
-                      f"{data}:2: label 'neutral' is not one of the bundle's labels (negative, positive)")
+                      f"{data}:2: label 'neutral' does not occur in the bundle's labels (known: negative, positive)")
     assert_user_error(run("eval", cls_bundle, "--data", tmp_path / "none.jsonl"), "none.jsonl: no such file")
 
 
