@@ -3,6 +3,7 @@ shipped sample) and BANKING77.
 
     python benchmarks/build.py                              # both (~25 min on 2 cores)
     python benchmarks/build.py --only sst2                  # the README main command alone
+    python benchmarks/build.py --only fast                  # the --fast smoke run
     python benchmarks/build.py --datasets /path/to/datasets --only banking77
 
 Each build runs as a user would run it (`edgeft build …` in a fresh process); the chosen variant's
@@ -57,6 +58,8 @@ def main() -> None:
     for name in args.only.split(","):
         if name == "sst2":  # the README's main command, exactly
             results[name] = run_build(name, args.work, "--target", "arm64")
+        elif name == "fast":  # the smoke run (target: <= 3 minutes)
+            results[name] = run_build(name, args.work, "--target", "arm64", "--fast")
         elif name == "banking77":
             b = args.datasets / "banking77"
             results[name] = run_build(name, args.work, "--recipe", str(HERE.parent / "recipes" / "banking77_rpi5.toml"),
