@@ -592,6 +592,9 @@ def _time_all(fp32: Candidate, candidates: list[Candidate], timing: list[dict], 
         c.latency_ms = stats[c.name]
 
 
+SPEED_TIE = 1.03  # p50 within 3 % of the fastest counts as a tie (the timing noise of a shared machine)
+
+
 def choose(candidates: list[Candidate]) -> tuple[Candidate | None, bool]:
     """The fastest candidate within budget; near-ties (p50 within 3 %, about the timing noise of a
     shared machine) go to the smaller file, then the more accurate one — on a device, a model 2.5x
@@ -603,7 +606,7 @@ def choose(candidates: list[Candidate]) -> tuple[Candidate | None, bool]:
     within = [c for c in ok if c.meets_budget]
     if within:
         best = min(c.latency_ms["p50"] for c in within)
-        near = [c for c in within if c.latency_ms["p50"] <= best * 1.03]
+        near = [c for c in within if c.latency_ms["p50"] <= best * SPEED_TIE]
         return min(near, key=lambda c: (c.size_bytes, c.drop)), True
     return min(ok, key=lambda c: (c.drop, c.latency_ms["p50"])), False
 
