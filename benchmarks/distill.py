@@ -28,7 +28,7 @@ from pathlib import Path
 from edgeft.compress.distill import DistillConfig, distill
 from edgeft.compress.trim_vocab import TrimConfig, trim_vocab
 from edgeft.train.config import TrainConfig
-from edgeft.train.finetune import versions
+from edgeft.versions import versions
 
 HERE = Path(__file__).resolve().parent
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from edgeft.data import read_dataset
 from edgeft.train.config import TrainConfig
-from edgeft.train.finetune import finetune, versions
+from edgeft.train.finetune import finetune
+from edgeft.versions import versions
 from edgeft.train.model_source import resolve_model
 
 HERE = Path(__file__).resolve().parent

@@ -17,20 +17,7 @@ from pathlib import Path
 
 from edgeft.errors import BundleError, ConfigError
 from edgeft.runtime.manifest import MANIFEST_NAME, Manifest, file_digest
-
-
-def tool_versions() -> dict[str, str]:
-    """Versions of the tools that shaped the bundle (those importable here)."""
-    import importlib.metadata as md
-    import platform
-
-    out = {"python": platform.python_version()}
-    for dist in ("edgeft", "torch", "transformers", "onnx", "onnxruntime", "onnxscript", "tokenizers", "numpy"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return out
+from edgeft.versions import versions
 
 
 def _check_destination(dest: Path, zipped: bool) -> None:
@@ -69,7 +56,7 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
             shutil.copyfile(src, tmp / name)
         manifest.files = {name: file_digest(tmp / name) for name in files}
         manifest.created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-        manifest.versions = manifest.versions or tool_versions()
+        manifest.versions = manifest.versions or versions()
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         if zipped:
             tmp_zip = tmp.with_name(tmp.name + ".zip")

@@ -44,8 +44,9 @@ from edgeft.errors import ConfigError, DataError, ModelError, require
 from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import (IGNORE, _check_output_dir, _last_checkpoint, _save_model, _write_json, build_trainer,
                                    encode, evaluate, load_model, predictions_to_metrics, prepare_splits, save_curves,
-                                   train_summary, versions)
+                                   train_summary)
 from edgeft.train.model_source import resolve_model
+from edgeft.versions import versions
 
 DEFAULT_LAYERS = 3
 UNLABELED = "\x00unlabeled"  # label of transfer rows that have none (unlabeled text, augmented variants)

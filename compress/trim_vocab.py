@@ -88,7 +88,8 @@ def trim_vocab(model_dir: str | Path, corpus: str | Path, out_dir: str | Path, c
         a non-empty output folder without ``force``.
     """
     from edgeft.compress.distill import read_texts, task_of
-    from edgeft.train.finetune import _check_output_dir, versions
+    from edgeft.train.finetune import _check_output_dir
+    from edgeft.versions import versions
     from edgeft.train.config import TrainConfig
     from edgeft.train.model_source import resolve_model
 

@@ -384,7 +384,7 @@ def mobile_check(bundle: Path, r: Recipe) -> dict:
 def make_report(r: Recipe, variants: list[Variant], chosen: Variant, why: str, final: Path, mobile, timings: dict,
                 seconds: float, teacher: Path) -> dict:
     from edgeft.runtime.bench import machine_info
-    from edgeft.train.finetune import versions
+    from edgeft.versions import versions
 
     metrics = json.loads((teacher / "metrics.json").read_text())
     return {

@@ -27,17 +27,6 @@ LAYER_LISTS = {"bert": "bert.encoder.layer", "distilbert": "distilbert.transform
 LAYER_FIELDS = {"bert": "num_hidden_layers", "distilbert": "n_layers", "roberta": "num_hidden_layers", "gpt2": "n_layer"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run 50x faster on one thread than on two fighting a busy machine for its cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cue(tmp_path_factory, tiny_models):
     """(cue-word data, a tiny BERT teacher fine-tuned on it to 100 % test accuracy, with confident logits).

@@ -15,17 +15,6 @@ from edgeft.errors import ConfigError, ModelError
 ARCHS = ["bert", "distilbert", "roberta", "gpt2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run 50x faster on one thread than on two fighting a busy machine for its cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data_dir):
     """The first 100 SST-2 slice sentences as a plain-text corpus (the other 200 are held out)."""

@@ -29,6 +29,7 @@ from edgeft.errors import ConfigError, DataError, ModelError, require
 from edgeft.metrics import classification_metrics, ner_metrics
 from edgeft.train.config import TrainConfig
 from edgeft.train.model_source import resolve_model
+from edgeft.versions import versions
 
 IGNORE = -100  # label id the loss and the metrics skip (special tokens, non-first sub-tokens, padding)
 
@@ -370,21 +371,6 @@ def save_curves(log_history: list[dict], out: Path, metric: str) -> None:
     fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     tmp.replace(out / "curves.png")
-
-
-def versions() -> dict[str, str]:
-    """Versions of the libraries that shaped the result (recorded in metrics.json and manifests)."""
-    from importlib import metadata
-
-    import edgeft
-
-    found = {"edgeft": edgeft.__version__}
-    for name in ("torch", "transformers", "accelerate", "tokenizers", "onnx", "onnxruntime", "numpy"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 def _check_output_dir(out: Path, cfg: TrainConfig) -> None:
