@@ -333,7 +333,7 @@ def write_tokenizer(source: Path, dest: Path, spec: dict, old_to_new: dict[int, 
         _write_json(dest / "vocab.json", spec["model"]["vocab"])
     if (source / "merges.txt").is_file() and spec["model"]["type"] == "BPE":
         lines = [" ".join(m) if isinstance(m, list) else m for m in spec["model"]["merges"]]
-        (dest / "merges.txt").write_text("#version: 0.2\n" + "".join(l + "\n" for l in lines), encoding="utf-8")
+        (dest / "merges.txt").write_text("#version: 0.2\n" + "".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 def trim_model(model, new_to_old: Sequence[int], old_to_new: dict[int, int]):
