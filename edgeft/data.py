@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import random
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ from edgeft.errors import DataError
 TASKS = ("text-classification", "token-classification")
 CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".iob2")
 MAX_SKIP_REPORT = 5  # how many skipped rows are described individually
+MAX_FIELD_CHARS = (1 << 31) - 1  # csv's default cap is 131,072 characters; a long review is not broken quoting
+SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a JSON escape like "\ud800" alone: not valid Unicode
 
 
 @dataclass(frozen=True)
@@ -151,13 +155,30 @@ def read_dataset(
     if not ds.examples:
         what = "only bad rows" if ds.skipped else "no examples"
         raise DataError(f"{path}: {what}. A data file needs at least one labeled row.")
+    if task == "text-classification":
+        _check_label_spelling(ds)
     return ds
+
+
+def _check_label_spelling(ds: Dataset) -> None:
+    """Refuse labels that differ only by case or spacing ('positive' vs 'Positive'): they would
+    silently become two classes, each with half the examples."""
+    first: dict[str, TextExample] = {}  # normalised label → first example with that spelling
+    for ex in ds.examples:
+        key = " ".join(ex.label.split()).casefold()
+        seen = first.setdefault(key, ex)
+        if seen.label != ex.label:
+            raise DataError(f"{ds.path}:{ex.line}: label {ex.label!r} differs only by case or spacing from "
+                            f"{seen.label!r} (line {seen.line}); spell each label one way, or they become two classes.")
 
 
 def _text_example(row: dict, columns: tuple[str, str], line: int, bad) -> TextExample | None:
     text, label = row.get(columns[0]), row.get(columns[1])
     if not isinstance(text, str) or not text.strip():
         return bad(line, f"empty or missing text in column {columns[0]!r}")
+    if _SURROGATE.search(text):
+        return bad(line, f"the text holds an unpaired surrogate {_SURROGATE.search(text).group()!r}, which is not "
+                         "valid Unicode (a broken \\uXXXX escape)")
     if label is None or isinstance(label, (list, dict, float)) or not str(label).strip():
         return bad(line, f"empty or invalid label in column {columns[1]!r} (labels are strings or integers)")
     return TextExample(text=text, label=str(label).strip(), line=line)
@@ -171,6 +192,8 @@ def _token_example(row: dict, columns: tuple[str, str], line: int, bad) -> Token
         return bad(line, f"{len(tokens)} tokens but {len(tags)} tags; each token needs exactly one tag")
     if not all(isinstance(t, str) and t.strip() for t in tokens):
         return bad(line, "a token is empty or not a string")
+    if any(_SURROGATE.search(t) for t in tokens):
+        return bad(line, "a token holds an unpaired surrogate, which is not valid Unicode (a broken \\uXXXX escape)")
     tags = [str(t).strip() for t in tags]
     for tag in tags:
         if tag != "O" and (tag[:2] not in ("B-", "I-", "E-", "S-") or len(tag) < 3):
@@ -181,6 +204,9 @@ def _token_example(row: dict, columns: tuple[str, str], line: int, bad) -> Token
 def _decode(path: Path) -> str:
     """The file's text (UTF-8, BOM allowed); an undecodable byte is reported with its line."""
     raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 byte-order mark (Excel's "Unicode text")
+        raise DataError(f"{path}: the file is UTF-16 encoded; edgeft reads UTF-8. Re-save it as UTF-8 "
+                        f"(e.g. iconv -f utf-16 -t utf-8 {path.name} > {path.stem}-utf8{path.suffix}).")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -207,12 +233,14 @@ def _read_jsonl(path: Path, bad):
 
 def _read_delimited(path: Path, delimiter: str):
     text = _decode(path)
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
         if header is None:
             raise DataError(f"{path}: the file is empty. It needs a header line and at least one row.")
         header = [h.strip() for h in header]
+        _check_header(path, header, delimiter)
         start = reader.line_num + 1
         for row in reader:
             if not any(cell.strip() for cell in row):
@@ -227,6 +255,20 @@ def _read_delimited(path: Path, delimiter: str):
     except csv.Error as e:
         raise DataError(f"{path}:{reader.line_num}: broken CSV quoting ({e}). Quote fields that contain "
                         f"the delimiter, and double any quote inside a quoted field.") from None
+
+
+def _check_header(path: Path, header: list[str], delimiter: str) -> None:
+    """A header of one column holding another separator means the wrong delimiter; a repeated
+    column name would let one column silently shadow the other."""
+    others = [sep for sep in SEPARATORS if sep != delimiter and sep in header[0]]
+    if len(header) == 1 and others:
+        raise DataError(f"{path}:1: the header {header[0]!r} reads as one column: the file looks "
+                        f"{SEPARATORS[others[0]]}-separated, but {path.suffix} files are read as "
+                        f"{SEPARATORS[delimiter]}-separated. Save it with commas as .csv, or with tabs as .tsv.")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"{path}:1: column {repeated[0]!r} appears {header.count(repeated[0])} times in the header; "
+                        "give each column its own name.")
 
 
 def _read_conll(path: Path):
