@@ -36,6 +36,16 @@ def test_train_prints_a_summary_and_writes_metrics(tiny_models, data_dir, tmp_pa
     assert "test accuracy: " in result.output and "240 examples, 3 steps" in result.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 3 and metrics["test"]["n"] == 30
+    assert metrics["config"]["group_by_length"] is False  # opt-in: it cost accuracy in the benchmark
+
+
+@pytest.mark.slow
+def test_group_by_length_flag_is_recorded_in_the_metrics(tiny_models, data_dir, tmp_path):
+    result = run("train", "--model", tiny_models(), "--data", data_dir / "sst2_300.jsonl", "--out", tmp_path / "out",
+                 "--max-steps", "2", "--max-length", "32", "--group-by-length")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["config"]["group_by_length"] is True
 
 
 @pytest.mark.parametrize("args, message", [

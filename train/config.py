@@ -29,7 +29,9 @@ class TrainConfig:
     warmup: float = 0.06  # fraction of the training steps with linear warm-up
     weight_decay: float = 0.01
     precision: str = "auto"  # auto = bf16 where the CPU/GPU supports it, else fp32 | bf16 | fp32
-    group_by_length: bool = True  # batches of similar lengths: less padding, 1.6x faster here
+    # Batches of similar lengths: less padding, 1.6x faster on CPU here, but measured 1.2 pt lower SST-2
+    # accuracy after one epoch (two seeds): opt-in until a grouping that keeps accuracy is shown.
+    group_by_length: bool = False
     hp_search: int = 0  # > 0: that many Optuna trials of the Trainer's hyperparameter_search
     hp_space: dict | None = None  # overrides of train.finetune.HP_SPACE, e.g. {"learning_rate": [1e-5, 3e-5]}
     report_to: str = "none"  # "tensorboard", "wandb", … as in the Trainer

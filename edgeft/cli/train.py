@@ -52,6 +52,8 @@ def train_command(
     eval_steps: Optional[int] = typer.Option(None, help="Evaluate and checkpoint every N steps (default: every epoch)."),
     patience: int = typer.Option(2, help="Early stopping: evaluations without improvement before stopping (0 = off)."),
     precision: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU has it) | bf16 | fp32."),
+    group_by_length: bool = typer.Option(
+        False, "--group-by-length", help="Batch texts of similar length: ~1.6x faster, but -1.2 pt on SST-2 after 1 epoch here."),
     hp_search: int = typer.Option(0, help="Run N Optuna trials (lr, batch size, epochs, warm-up, weight decay) and keep the best."),
     hp_space: Optional[str] = typer.Option(
         None, help='Override search ranges as JSON, e.g. \'{"learning_rate": [1e-5, 3e-5], "num_train_epochs": [2, 4]}\'.'),
@@ -77,7 +79,8 @@ def train_command(
         task=task, model=model, text_column=text_column, label_column=label_column, tokens_column=tokens_column,
         tags_column=tags_column, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
         max_steps=max_steps, max_train_samples=max_train_samples, seed=seed, eval_steps=eval_steps,
-        patience=patience, precision=precision, hp_search=hp_search, hp_space=space, report_to=report_to, resume=resume,
+        patience=patience, precision=precision, group_by_length=group_by_length, hp_search=hp_search, hp_space=space,
+        report_to=report_to, resume=resume,
         force=force, skip_bad_rows=skip_bad_rows, trust_remote_code=trust_remote_code,
     )
     if data is None:
