@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgeft.errors import DataError
 
-TASKS = ("text-classification", "token-classification")
+TASKS = ("text-classification", "token-classification", "question-answering")
 CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".iob2")
 MAX_SKIP_REPORT = 5  # how many skipped rows are described individually
 MAX_FIELD_CHARS = (1 << 31) - 1  # csv's default cap is 131,072 characters; a long review is not broken quoting
@@ -53,7 +53,9 @@ class Dataset:
 
     @property
     def labels(self) -> list[str]:
-        """Sorted label set (NER: every tag, 'O' first, then by entity type and B before I)."""
+        """Sorted label set (NER: every tag, 'O' first, then by entity type and B before I; QA: none)."""
+        if self.task == "question-answering":
+            return []
         if self.task == "token-classification":
             tags = {t for ex in self.examples for t in ex.tags}
             return sorted(tags, key=lambda t: (t != "O", t[2:], t[:1]))
@@ -69,17 +71,25 @@ def _label_order(label: str):
 
 
 def detect_task(path: str | Path) -> str:
-    """token-classification for CoNLL files and JSONL rows with 'tokens'; else text-classification."""
+    """token-classification for CoNLL files and JSONL rows with 'tokens'; question-answering for
+    SQuAD files (rows with 'question' and 'context', or the official nested JSON); else
+    text-classification."""
+    from edgeft import squad
+
     path = Path(path)
     if path.suffix.lower() in CONLL_SUFFIXES:
         return "token-classification"
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        if squad.looks_like_squad(path, None):  # the nested layout, often one line or pretty-printed
+            return squad.TASK
         for line in _lines(path):
             if line.strip():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     return "text-classification"  # read_dataset reports the bad line
+                if squad.looks_like_squad(path, row):
+                    return squad.TASK
                 return "token-classification" if isinstance(row, dict) and "tokens" in row else "text-classification"
     return "text-classification"
 
@@ -93,7 +103,7 @@ def read_dataset(
     tags_column: str = "tags",
     skip_bad_rows: bool = False,
 ) -> Dataset:
-    """Read a CSV/TSV/JSONL (text + label) or JSONL/CoNLL (tokens + BIO tags) file.
+    """Read a CSV/TSV/JSONL (text + label), JSONL/CoNLL (tokens + BIO tags) or SQuAD file.
 
     The format comes from the suffix: .csv, .tsv (or .tab), .jsonl/.json (one object per line),
     .conll/.bio/.iob (``token<TAB>tag`` lines, sentences separated by blank lines). Labels may be
@@ -117,6 +127,17 @@ def read_dataset(
             raise DataError(f"{msg}. Fix the row, or pass --skip-bad-rows to skip such rows.")
         ds.skipped.append(msg)
 
+    if task == "question-answering":  # SQuAD JSONL or nested JSON, in edgeft.squad
+        from edgeft import squad
+
+        if suffix not in (".jsonl", ".json", ".ndjson"):
+            raise DataError(f"{path}: question answering reads SQuAD files: JSONL rows with question, context and "
+                            f"answers, or the official nested .json.")
+        ds.examples = list(squad.read_rows(path, _decode(path), bad))
+        if not ds.examples:
+            raise DataError(f"{path}: {'only bad rows' if ds.skipped else 'no questions'}; a SQuAD file needs at "
+                            f"least one question with its context and answers.")
+        return ds
     if suffix in CONLL_SUFFIXES:
         if task != "token-classification":
             raise DataError(f"{path}: CoNLL files hold token tags; use --task token-classification.")
@@ -291,6 +312,8 @@ def _read_conll(path: Path):
 
 def check_labels(ds: Dataset, known: list[str], what: str = "the training data") -> None:
     """Raise DataError at the first example whose label the model does not know."""
+    if ds.task == "question-answering":
+        return  # answers are spans of the context, not labels
     known_set = set(known)
     for ex in ds.examples:
         found = [t for t in ex.tags if t not in known_set] if ds.task == "token-classification" else (
@@ -307,6 +330,16 @@ def split_dataset(ds: Dataset, validation: float = 0.1, test: float = 0.1, seed:
 
     A fraction of 0 makes no such split. Each class needs one example per split it goes into.
     """
+    if ds.task == "question-answering":  # by paragraph: a context is never in two splits
+        from edgeft.squad import split_by_context
+
+        parts = split_by_context(ds.examples, validation, test, seed)
+        if not parts[0] or (validation > 0 and not parts[1]) or (test > 0 and not parts[2]):
+            raise DataError(f"{ds.path}: {len({ex.context for ex in ds.examples})} distinct context(s); a "
+                            f"train/validation/test split by paragraph needs at least 3. Add questions on other "
+                            f"paragraphs, or pass --validation and --test files.")
+        return tuple(Dataset(path=f"{ds.path}#{name}", task=ds.task, examples=part)
+                     for name, part in zip(("train", "validation", "test"), parts))
     rng = random.Random(seed)
     if ds.task == "text-classification":
         groups = defaultdict(list)
@@ -335,13 +368,15 @@ def split_dataset(ds: Dataset, validation: float = 0.1, test: float = 0.1, seed:
 
 
 def write_jsonl(ds: Dataset, path: str | Path) -> None:
-    """Save a split as JSONL (text/label or tokens/tags), atomically."""
+    """Save a split as JSONL (text/label, tokens/tags or SQuAD rows), atomically."""
+    from edgeft.squad import QAExample, to_row
+
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for ex in ds.examples:
-            row = {"text": ex.text, "label": ex.label} if isinstance(ex, TextExample) else {
-                "tokens": list(ex.tokens), "tags": list(ex.tags)}
+            row = {"text": ex.text, "label": ex.label} if isinstance(ex, TextExample) else to_row(ex) \
+                if isinstance(ex, QAExample) else {"tokens": list(ex.tokens), "tags": list(ex.tags)}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(path)
 
@@ -351,7 +386,15 @@ def fingerprint(*datasets: Dataset) -> str:
     h = hashlib.sha256()
     for ds in datasets:
         for ex in ds.examples:
-            h.update(json.dumps([ex.text, ex.label] if isinstance(ex, TextExample) else [ex.tokens, ex.tags],
+            h.update(json.dumps([ex.text, ex.label] if isinstance(ex, TextExample) else [ex.tokens, ex.tags]
+                                if isinstance(ex, TokenExample) else [ex.question, ex.context, ex.answers, ex.starts],
                                 ensure_ascii=False).encode())
         h.update(b"\x00")
     return h.hexdigest()
+
+
+def model_input(ex) -> str | tuple[str, str]:
+    """What a model reads for an example: its text, its words joined, or a (question, context) pair."""
+    if isinstance(ex, TextExample):
+        return ex.text
+    return " ".join(ex.tokens) if isinstance(ex, TokenExample) else (ex.question, ex.context)

@@ -115,5 +115,7 @@ def ner_metrics(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence
 
 
 def headline(metrics: dict) -> tuple[str, float]:
-    """The one number a task is judged by: accuracy for classification, entity F1 for NER."""
-    return ("f1", metrics["f1"]) if "per_type" in metrics else ("accuracy", metrics["accuracy"])
+    """The one number a task is judged by: accuracy for classification, entity F1 for NER, token
+    F1 for question answering (edgeft.squad.squad_metrics, which also reports exact match)."""
+    return ("f1", metrics["f1"]) if "per_type" in metrics or "exact_match" in metrics else \
+        ("accuracy", metrics["accuracy"])
