@@ -225,13 +225,18 @@ def load_model(model_dir: str | Path, max_length: int | None = None, attn_implem
         outputs=TASK_HEADS[task][2], pad_token_id=int(pad), max_length=min(max_length or DEFAULT_MAX_LENGTH, limit),
         architecture=config.model_type, base_model=info.get("base_model") or str(model_dir),
         data_fingerprint=info.get("data_fingerprint", ""),
-        config_shape={
-            "num_heads": getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)
-            or getattr(config, "n_head", 0),
-            "hidden_size": getattr(config, "hidden_size", None) or getattr(config, "dim", None)
-            or getattr(config, "n_embd", 0),
-        },
+        config_shape=config_shape(config),
     )
+
+
+def config_shape(config) -> dict:
+    """num_heads and hidden_size under each architecture's own names, for ORT's transformer optimizer."""
+    return {
+        "num_heads": getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)
+        or getattr(config, "n_head", 0),
+        "hidden_size": getattr(config, "hidden_size", None) or getattr(config, "dim", None)
+        or getattr(config, "n_embd", 0),
+    }
 
 
 def write_tokenizer(loaded: LoadedModel, path: str | Path) -> None:
@@ -346,10 +351,11 @@ def export(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportCon
         ModelError / ConfigError / DataError for bad input, ParityError when ONNX and PyTorch
         disagree beyond ``cfg.atol``; nothing is written then.
     """
-    from edgeft.compress.bundle_writer import write_bundle
+    from edgeft.compress.bundle_writer import check_output, write_bundle
     from edgeft.compress.evaluate import evaluate_onnx, summary
     from edgeft.compress.parity import check_parity
 
+    check_output(out, cfg.zipped)  # a bad --out fails now, not after the export
     progress(f"loading {model_dir}")
     loaded = load_model(model_dir, cfg.max_length)
     ds = None

@@ -17,6 +17,8 @@ The recipes follow what was measured on this stack (shared/notes/*.md) rather th
   faster than plain ``quantize_dynamic`` on Optimum's TorchScript export. Our dynamo export is lean
   already (MiniLM p50 2.70 vs 2.73 ms in one run here), so it is a candidate, not a default.
   Without ``auto_merge`` it fails on these exports with "Incomplete symbolic shape inference".
+* The "legacy" graph is the TorchScript export (``dynamo=False``, eager attention) + the basic
+  pre-pass: the graph INC quantizes. Its FP32 ran 14 % faster than the dynamo export on MiniLM.
 * The "fused" graph is: legacy export with eager attention → ORT transformer optimizer (Attention +
   EmbedLayerNorm fused) → pre-process → quantize with ``Attention`` in the op types (QAttention).
   That order is the one that works: optimum's optimize-then-quantize fails for lack of
@@ -44,7 +46,7 @@ from edgeft.errors import BundleError, ConfigError, ModelError
 from edgeft.targets import Target, cpu_flags, host_target, resolve_target
 
 MODES = ("auto", "dynamic", "static")
-GRAPHS = ("plain", "basic", "fused")
+GRAPHS = ("plain", "basic", "legacy", "fused")
 OPS = ("MatMul", "Gemm", "Gather", "Attention", "EmbedLayerNormalization")  # weight-bearing ops ORT can quantize
 FUSABLE = ("bert", "distilbert", "roberta", "xlm-roberta", "camembert", "electra")  # ORT optimizer model_type "bert"
 
@@ -97,6 +99,10 @@ register_recipe(Recipe("fused-pc", "dynamic", True, "fused", ("MatMul", "Gemm", 
 register_recipe(Recipe("fused-pc-emb", "dynamic", True, "fused",
                        ("MatMul", "Gemm", "Attention", "EmbedLayerNormalization", "Gather"),
                        why="fused + int8 embeddings (QEmbedLayerNormalization): MiniLM 58.7 → 23.0 MB"))
+register_recipe(Recipe("legacy-pc", "dynamic", True, "legacy",
+                       why="INC's recipe on the graph INC quantizes: TorchScript export + basic pre-pass"))
+register_recipe(Recipe("legacy-pc-gather", "dynamic", True, "legacy", ("MatMul", "Gemm", "Gather"),
+                       why="the same with int8 embeddings: ~2.5x smaller file"))
 register_recipe(Recipe("dyn-pc-u8u8", "dynamic", True, weight_type="uint8", reduce_range=False,
                        why="AVX2 only: u8 weights avoid vpmaddubsw saturation without 7-bit weights"))
 
@@ -192,9 +198,10 @@ class Source:
     graphs: dict = field(default_factory=dict)
 
     def graph(self, kind: str) -> Path:
-        """The FP32 graph a recipe starts from (plain / basic / fused), built once and reused."""
+        """The FP32 graph a recipe starts from (plain / basic / legacy / fused), built once and reused."""
         if kind not in self.graphs:
             make = {"plain": lambda: self.fp32, "basic": lambda: _preprocess(self.fp32, self.work / "basic.onnx"),
+                    "legacy": lambda: _preprocess(_legacy(self), self.work / "legacy-pre.onnx"),
                     "fused": lambda: _fused(self)}[kind]
             self.graphs[kind] = make()
         return self.graphs[kind]
@@ -211,26 +218,43 @@ def _preprocess(src: Path, dst: Path) -> Path:
     return dst
 
 
-def fused_unsupported(source: Source) -> str | None:
-    """Why the fused graph cannot be built for this source, or None."""
+def unsupported(source: Source, graph: str) -> str | None:
+    """Why this source cannot give the ``graph`` a recipe starts from, or None."""
+    if graph not in ("legacy", "fused"):
+        return None
     if source.model_dir is None:
         return "needs the model folder (a bundle has no PyTorch weights to re-export)"
-    if source.manifest.architecture not in FUSABLE:
+    if graph == "fused" and source.manifest.architecture not in FUSABLE:
         return f"ONNX Runtime's optimizer fuses no Attention for {source.manifest.architecture}"
     return None
+
+
+def _legacy(source: Source) -> Path:
+    """The TorchScript (``dynamo=False``) export with eager attention, made once per source.
+
+    It is the graph Optimum exports and INC quantizes; on MiniLM its FP32 ran 14 % faster than our
+    dynamo export in one run here (vs_optimum benchmark), so its INT8 is a candidate of its own."""
+    from edgeft.compress.export import export_onnx, load_model
+
+    legacy = source.work / "legacy.onnx"
+    if not legacy.is_file():
+        loaded = load_model(source.model_dir, source.manifest.max_length, attn_implementation="eager")
+        export_onnx(loaded, legacy, source.manifest.opset, dynamo=False)
+    return legacy
 
 
 def _fused(source: Source) -> Path:
     """Legacy export with eager attention → ORT transformer optimizer → pre-process."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    from edgeft.compress.export import export_onnx, load_model, quiet
+    from transformers import AutoConfig
 
-    loaded = load_model(source.model_dir, source.manifest.max_length, attn_implementation="eager")
-    legacy = source.work / "legacy.onnx"
-    export_onnx(loaded, legacy, source.manifest.opset, dynamo=False)
+    from edgeft.compress.export import config_shape, quiet
+
+    legacy = _legacy(source)
+    shape = config_shape(AutoConfig.from_pretrained(source.model_dir))
     with quiet():
-        opt = optimize_model(str(legacy), model_type="bert", **loaded.config_shape)
+        opt = optimize_model(str(legacy), model_type="bert", **shape)
         fused = opt.get_fused_operator_statistics()
         opt.save_model_to_file(str(source.work / "fused.onnx"))
     if not fused.get("Attention"):
@@ -437,11 +461,12 @@ def quantize(source_path: str | Path, out: str | Path, cfg: QuantizeConfig,
     Raises:
         EdgeftError subclasses for bad input (nothing is written then).
     """
-    from edgeft.compress.bundle_writer import write_bundle
+    from edgeft.compress.bundle_writer import check_output, write_bundle
     from edgeft.compress.evaluate import encode, evaluate_onnx, feeds, load_tokenizer, session, summary
     from edgeft.compress.export import read_labeled
     from edgeft.data import detect_task, read_dataset
 
+    check_output(out, cfg.zipped)  # a bad --out fails now, not after the search
     target = resolve_target(cfg.target or host_target())
     if not cfg.data:
         raise ConfigError("--data is required: a labeled validation file to measure every candidate on.")
@@ -503,7 +528,7 @@ def _candidate(recipe: Recipe, target: Target, source: Source, work: Path, calib
 
     c = Candidate(recipe.name, {k: list(v) if isinstance(v, tuple) else v  # JSON-shaped, as in the table
                                 for k, v in asdict(recipe).items() if k != "name"})
-    if recipe.graph == "fused" and (why := fused_unsupported(source)):
+    if why := unsupported(source, recipe.graph):
         c.status = f"skipped: {why}"
         return c
     t0 = time.perf_counter()
@@ -525,7 +550,7 @@ def _candidate(recipe: Recipe, target: Target, source: Source, work: Path, calib
 def _search(cfg: QuantizeConfig, target: Target, source: Source, run: Callable[[Recipe], Candidate],
             fp32: Candidate, calibration: list[dict], timing: list[dict], progress) -> tuple[list, list]:
     """Round 1: the planned recipes. Round 2 (auto only), when the fastest candidate misses the
-    budget: the fastest non-fused one again with its k and 2k most sensitive MatMuls in float
+    budget: the fastest plain/basic one again with its k and 2k most sensitive MatMuls in float
     (k = 10 % of them), stopping at the first that meets the budget. At most len(RECIPES) + 2 builds.
 
     Returns:
@@ -539,7 +564,7 @@ def _search(cfg: QuantizeConfig, target: Target, source: Source, run: Callable[[
     _time_all(fp32, candidates, timing, cfg)
 
     ok = sorted((c for c in candidates if c.status == "ok"), key=lambda c: c.latency_ms["p50"])
-    fastest = next((c for c in ok if c.recipe["graph"] != "fused"), None)  # exclusion needs weight names
+    fastest = next((c for c in ok if c.recipe["graph"] in ("plain", "basic")), None)  # weight names of source.fp32
     if cfg.mode != "auto" or not ok or ok[0].meets_budget or fastest is None:
         return candidates, []
     progress(f"sensitivity pass over the weight MatMuls ({cfg.sensitivity_rows} rows)")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -49,19 +48,21 @@ class Variant:
     within_budget: bool = True
 
 
-def build(recipe: Recipe, out: str | Path, dry_run: bool = False, progress: Progress = print) -> dict:
+def build(recipe: Recipe, out: str | Path, dry_run: bool = False, progress: Progress = print,
+          force: bool = False) -> dict:
     """Run (or, with ``dry_run``, only validate and plan) the pipeline; returns the report.
 
     The stages' own chatter (the Trainer's loss lines) goes to stderr, so stdout carries only
-    what the caller prints from the report.
+    what the caller prints from the report. ``force``: build into a non-empty folder that is not
+    a build folder (its other files are left alone).
     """
     with contextlib.redirect_stdout(sys.stderr):
-        return _build(recipe, Path(out), dry_run, progress)
+        return _build(recipe, Path(out), dry_run, progress, force)
 
 
-def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress) -> dict:
+def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: bool = False) -> dict:
     r = recipe.resolved()
-    data = check_inputs(r, out)  # everything a user can get wrong fails here, before any training
+    data = check_inputs(r, out, force)  # everything a user can get wrong fails here, before any training
     plan = stages_plan(r)
     if dry_run:
         return {"recipe": asdict(r), "data": {k: str(v) if v else None for k, v in data.items()}, "plan": plan}
@@ -109,20 +110,18 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress) -> dict
     return report
 
 
-def check_inputs(r: Recipe, out: Path) -> dict:
+def check_inputs(r: Recipe, out: Path, force: bool = False) -> dict:
     """Validate data, model, target and output before any work; returns the data files to use."""
     from edgeft.data import read_dataset, split_dataset
     from edgeft.train.model_source import resolve_model
+    from edgeft.writable import check_writable
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; choose a folder.")
-    parent = out if out.exists() else out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"--out {out}: {parent} is not writable; choose a folder you can write to.")
-    if out.is_dir() and any(out.iterdir()) and not (out / "recipe.toml").exists():
-        raise ConfigError(f"--out {out} is not empty and not an edgeft build folder; choose a new folder.")
+    check_writable(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "recipe.toml").exists() and not force:
+        raise ConfigError(f"--out {out} is not empty and not an edgeft build folder; choose a new folder, "
+                          "or pass --force to build into it (its other files are left alone).")
     if r.data or r.train:
         data = {"data": r.data or r.train, "validation": r.validation, "test": r.test}
     else:

@@ -30,6 +30,7 @@ from edgeft.metrics import classification_metrics, ner_metrics
 from edgeft.train.config import TrainConfig
 from edgeft.train.model_source import resolve_model
 from edgeft.versions import versions
+from edgeft.writable import check_writable
 
 IGNORE = -100  # label id the loss and the metrics skip (special tokens, non-first sub-tokens, padding)
 
@@ -381,18 +382,18 @@ def _check_output_dir(out: Path, cfg: TrainConfig) -> None:
         if not cfg.force:
             raise ConfigError(f"--out {out} is not empty; choose a new folder, pass --resume to continue that run, "
                               f"or --force to replace it.")
-    parent = out if out.exists() else out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"--out {out}: {parent} is not writable; choose a folder you can write to.")
+    check_writable(out)
 
 
 def _last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest *complete* checkpoint: the Trainer writes trainer_state.json last, so a run killed
+    while saving leaves a folder without it, and resuming from that folder would fail."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     folder = out / "checkpoints"
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    done = [p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+            if p.name.rsplit("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()] if folder.is_dir() else []
+    return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
 
 
 def _save_model(trainer, tokenizer, out: Path) -> None:

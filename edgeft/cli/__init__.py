@@ -9,6 +9,8 @@ into one ``error: …`` line on stderr and exit code 2, so a user mistake never 
 
 from __future__ import annotations
 
+import errno
+
 import typer
 from typer.core import TyperGroup
 
@@ -21,12 +23,27 @@ def report(message: str, code: int = 2):
     raise typer.Exit(code=code)
 
 
+# A full disk or a read-only mount while writing is the machine's state, not a bug: one line naming the
+# file and the fix, exit code 1. Outputs are written under a temp name and renamed when complete, so an
+# earlier output under the same name is still intact.
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space on that disk or choose another --out, then run the command again",
+    errno.EDQUOT: "free space within your quota or choose another --out, then run the command again",
+    errno.EROFS: "the file system is read-only; choose a folder you can write to",
+    errno.EACCES: "check its permissions, or choose a folder you can write to",
+}
+
+
 class _EdgeftGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except EdgeftError as e:
             report(str(e), e.exit_code)
+        except OSError as e:
+            if e.errno not in _WRITE_FIXES:
+                raise
+            report(f"{e.filename or 'output'}: {e.strerror}; {_WRITE_FIXES[e.errno]}", 1)
 
     def list_commands(self, ctx) -> list[str]:
         return list(self.commands)  # keep the order of the pipeline, not alphabetical
