@@ -9,7 +9,9 @@ way. A failure at any point leaves the destination absent or as it was.
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -18,6 +20,7 @@ from pathlib import Path
 from edgeft.errors import BundleError, ConfigError
 from edgeft.runtime.manifest import MANIFEST_NAME, Manifest, file_digest
 from edgeft.versions import versions
+from edgeft.writable import check_writable
 
 
 def _check_destination(dest: Path, zipped: bool) -> None:
@@ -33,6 +36,17 @@ def _check_destination(dest: Path, zipped: bool) -> None:
         raise ConfigError(f"--out {dest} exists and is not an edgeft bundle; choose another path or remove it.")
 
 
+def check_output(dest: str | Path, zipped: bool = False) -> Path:
+    """The bundle path ``write_bundle`` will use, refused now if it is not a bundle or cannot be
+    written: export and quantize call this first, so a bad --out fails before minutes of work."""
+    dest = Path(dest)
+    if zipped and dest.suffix != ".zip":
+        dest = dest.with_name(dest.name + ".zip")
+    _check_destination(dest, zipped)
+    check_writable(dest)
+    return dest
+
+
 def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manifest, zipped: bool = False) -> Path:
     """Write ``files`` (name in the bundle → source path) plus ``edgeft.json`` to ``dest``.
 
@@ -42,12 +56,20 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
     Returns:
         ``dest``.
     """
-    dest = Path(dest)
-    if zipped and dest.suffix != ".zip":
-        dest = dest.with_name(dest.name + ".zip")
-    _check_destination(dest, zipped)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    dest = check_output(dest, zipped)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _recover(dest)
+        return _write(dest, files, manifest, zipped)
+    except OSError as e:  # disk full, read-only, …: name the bundle, not our temp file
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(dest)) from e
+
+
+def _write(dest: Path, files: dict[str, str | Path], manifest: Manifest, zipped: bool) -> Path:
+    # The pid in the temp names lets a later writer tell a killed writer's leftovers from a live one's.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a bundle folder should look like any other
@@ -72,6 +94,35 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _recover(dest: Path) -> None:
+    """Clean up after a writer that was killed (kill -9, power loss) before it could: remove its
+    temp files, and if it died between moving the old bundle aside and renaming the new one into
+    place, put the old bundle back. Files of a writer that is still running are left alone."""
+    name = re.escape(dest.name)
+    temp = re.compile(rf"\.{name}\.(\d+)\.[a-z0-9_]+\.tmp(\.zip)?")  # _write's mkdtemp names
+    moved = re.compile(rf"\.{name}\.old-(\d+)")  # _replace_dir's previous bundle
+    for path in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
+        match = temp.fullmatch(path.name) or moved.fullmatch(path.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        if match.re is moved and not dest.exists():
+            os.replace(path, dest)  # the previous bundle, complete: it had only been moved aside
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process; not a pid at all
+        return True
+    return True
 
 
 def _replace_dir(new: Path, dest: Path) -> None:

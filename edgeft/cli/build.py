@@ -48,6 +48,7 @@ def build_command(
     fast: Optional[bool] = typer.Option(None, "--fast", help="Smoke run (a few minutes): 800 samples, 1 epoch, no distillation, dynamic INT8."),
     zip_: Optional[bool] = typer.Option(None, "--zip", help="Write DIR/bundle.zip instead of DIR/bundle/."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate data, model, target and recipe; print the plan; run nothing."),
+    force: bool = typer.Option(False, "--force", help="Build into a non-empty folder that is not a build folder."),
 ):
     """Labeled text → fine-tuned, compressed, verified device bundle, with a report of every variant."""
     from edgeft.recipe import load_recipe
@@ -58,7 +59,7 @@ def build_command(
     out = out or Path("runs") / r.target
     from edgeft.build import build
 
-    report = build(r, out, dry_run=dry_run, progress=lambda m: typer.echo(m, err=True))
+    report = build(r, out, dry_run=dry_run, progress=lambda m: typer.echo(m, err=True), force=force)
     if dry_run:
         typer.echo(f"recipe OK; data: {report['data']['data']}; the build would:")
         for i, step in enumerate(report["plan"], 1):
