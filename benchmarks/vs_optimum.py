@@ -21,8 +21,9 @@ FP32 model Optimum exported, as the baseline did → ``inc_dynamic_pc``. INC wri
 external data (``model.onnx_data`` next to ``model.onnx``); the size column counts it. When that venv
 cannot be made or INC fails, the other columns still run and the report says why INC is missing
 (``--no-inc`` leaves it out).
-Back in this environment, ``edgeft export`` and ``edgeft quantize --target TARGET`` (auto search)
-build ``edgeft_fp32`` and ``edgeft_auto``; then every model is scored and timed with the same code
+Back in this environment, ``edgeft export`` builds ``edgeft_fp32`` and ``edgeft quantize MODEL_DIR
+--target TARGET`` (the auto search, from the model folder as inside ``edgeft build``, so the
+candidates that re-export from PyTorch are in it) builds ``edgeft_auto``; then every model is scored and timed with the same code
 as benchmarks/compress.py (batch 1, 1 and 2 threads, real length and len128, interleaved).
 
 A folder saved by transformers 5 names its tokenizer class ``TokenizersBackend``, which
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
         if "missing" in inc:
             print(f"no INC column: {inc['missing']}", file=sys.stderr)
         t0 = time.perf_counter()
-        auto = quantize(fp32.bundle, work / "edgeft_auto",
+        auto = quantize(args.model_dir, work / "edgeft_auto",  # the folder, as `edgeft build` does: all candidates
                         QuantizeConfig(data=str(args.data), target=args.target, max_eval_rows=args.max_rows),
                         progress=lambda msg: print(msg, file=sys.stderr))
         search_seconds = time.perf_counter() - t0
