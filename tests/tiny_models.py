@@ -82,14 +82,16 @@ def make_tiny_model(out_dir: str | Path, arch: str = "bert", task: str = "text-c
     """Write a tiny random HF model folder for ``task`` and return its path."""
     import torch
     from tokenizers import Tokenizer
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, PreTrainedTokenizerFast
+    from transformers import (AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
+                              AutoModelForTokenClassification, PreTrainedTokenizerFast)
 
     out = Path(out_dir)
     tok = Tokenizer.from_str(tokenizer_json())
     id2label = dict(enumerate(labels))
     config = _config(arch, tok.get_vocab_size(), len(labels), id2label, {})
     torch.manual_seed(seed)
-    cls = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
+    cls = {"token-classification": AutoModelForTokenClassification,  # question answering: start/end per token
+           "question-answering": AutoModelForQuestionAnswering}.get(task, AutoModelForSequenceClassification)
     model = cls.from_config(config)
     model.save_pretrained(out)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",

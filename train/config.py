@@ -6,12 +6,13 @@ from dataclasses import asdict, dataclass, field
 
 from edgeft.errors import ConfigError
 
-TASKS = ("text-classification", "token-classification")
+TASKS = ("text-classification", "token-classification", "question-answering")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    task: str | None = field(default=None, metadata={"help": "text-classification | token-classification; None = from the data file"})
+    task: str | None = field(default=None, metadata={
+        "help": "text-classification | token-classification | question-answering; None = from the data file"})
     model: str | None = field(default=None, metadata={"help": "local HF folder, hub id, or None for the embedded all-MiniLM-L6-v2"})
     text_column: str = "text"
     label_column: str = "label"
@@ -20,7 +21,11 @@ class TrainConfig:
     epochs: float = 3.0
     lr: float = 5e-5
     batch_size: int = 32
-    max_length: int = 128  # tokens; longer inputs are truncated
+    max_length: int = 128  # tokens; longer inputs are truncated (question answering: windows of this size)
+    # Question answering (edgeft.runtime.qa.settings; None = derived from max_length: 384 → 128, 64)
+    doc_stride: int | None = None  # tokens shared by consecutive windows over a long context
+    max_question_tokens: int | None = None  # longer questions are cut to this many tokens
+    max_answer_tokens: int | None = None  # longest answer span considered when decoding (None = 30)
     max_steps: int = -1  # > 0 overrides epochs
     max_train_samples: int | None = None
     seed: int = 42
@@ -82,6 +87,13 @@ class TrainConfig:
                 problems.append("--report-to tensorboard needs TensorBoard: pip install tensorboard")
         if not (0 < self.validation_fraction < 0.5 and 0 < self.test_fraction < 0.5):
             problems.append("validation and test fractions must be in (0, 0.5)")
+        if self.task == "question-answering" and self.max_length >= 8:
+            from edgeft.runtime.qa import settings
+
+            try:
+                settings(self.max_length, self.doc_stride, self.max_question_tokens, self.max_answer_tokens)
+            except ConfigError as e:
+                problems.append(str(e))
         if problems:  # report all at once, like torchtune's config errors
             raise ConfigError("; ".join(problems))
 

@@ -29,6 +29,7 @@ from edgeft.errors import ConfigError, DataError, ModelError, require
 from edgeft.metrics import classification_metrics, ner_metrics
 from edgeft.train.config import TrainConfig
 from edgeft.train.model_source import resolve_model
+from edgeft.train.qa import qa_settings
 from edgeft.versions import versions
 from edgeft.writable import check_writable
 
@@ -71,7 +72,8 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
             write_jsonl(ds, out / "data" / f"{name}.jsonl")
 
     label2id = {label: i for i, label in enumerate(labels)}
-    features = {name: encode(ds, tokenizer, label2id, max_length)
+    qa = qa_settings(cfg, tokenizer, max_length) if task == "question-answering" else None  # window settings
+    features = {name: encode(ds, tokenizer, label2id, max_length, qa)
                 for name, ds in (("train", train_ds), ("validation", val_ds), ("test", test_ds))}
     trainer = build_trainer(model_init, tokenizer, features, labels, task, out, cfg)
 
@@ -86,7 +88,7 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
 
-    metric_name = "f1" if task == "token-classification" else "accuracy"
+    metric_name = "accuracy" if task == "text-classification" else "f1"
     evaluations = {name: evaluate(trainer, features[name], labels, task) for name in ("validation", "test")}
     metrics = {
         "task": task,
@@ -94,6 +96,7 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
         "labels": labels,
         "metric": metric_name,
         "max_length": max_length,
+        **({"qa": qa} if qa else {}),  # the windowing settings export writes into the bundle
         "train": train_summary(trainer, result, seconds, train_ds),
         "validation": evaluations["validation"],
         "test": evaluations["test"],
@@ -155,7 +158,7 @@ def load_model(model_path: str, task: str, labels: list[str], cfg: TrainConfig):
 
     Weights load from safetensors only (no pickle), and remote code only with --trust-remote-code.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     remote = cfg.trust_remote_code
     try:
@@ -169,9 +172,12 @@ def load_model(model_path: str, task: str, labels: list[str], cfg: TrainConfig):
         raise ModelError(f"{model_path}: edgeft needs a fast (tokenizers-backed) tokenizer for offsets and export.")
     if tokenizer.pad_token is None:  # GPT-2 and other decoders ship without one
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    config.num_labels = len(labels)
-    config.id2label = dict(enumerate(labels))
-    config.label2id = {label: i for i, label in enumerate(labels)}
+    if task == "question-answering":  # two scores per token, start and end; no label set
+        config.num_labels = 2
+    else:
+        config.num_labels = len(labels)
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
     config.pad_token_id = tokenizer.pad_token_id  # decoders pool the last non-pad token
 
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 512
@@ -180,7 +186,11 @@ def load_model(model_path: str, task: str, labels: list[str], cfg: TrainConfig):
     if cfg.max_length > positions:
         raise ConfigError(f"--max-length {cfg.max_length} is above what {model_path} supports ({positions} tokens); "
                           f"use --max-length {positions} or less.")
-    cls = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
+    import transformers
+
+    cls = getattr(transformers, {"token-classification": "AutoModelForTokenClassification",
+                                 "question-answering": "AutoModelForQuestionAnswering"}.get(
+                                     task, "AutoModelForSequenceClassification"))
 
     def model_init(trial=None):
         try:
@@ -194,8 +204,13 @@ def load_model(model_path: str, task: str, labels: list[str], cfg: TrainConfig):
     return tokenizer, model_init, cfg.max_length
 
 
-def encode(ds: Dataset, tokenizer, label2id: dict[str, int], max_length: int) -> list[dict]:
-    """Tokenize without padding (the collator pads per batch). NER labels go on each word's first sub-token."""
+def encode(ds: Dataset, tokenizer, label2id: dict[str, int], max_length: int, qa: dict | None = None) -> list[dict]:
+    """Tokenize without padding (the collator pads per batch). NER labels go on each word's first sub-token;
+    question answering gives one row per window of a long context (edgeft.train.qa; ``qa``: its settings)."""
+    if ds.task == "question-answering":
+        from edgeft.train.qa import encode_qa
+
+        return encode_qa(ds.examples, tokenizer, max_length, qa)
     if ds.task == "text-classification":
         enc = tokenizer([ex.text for ex in ds.examples], truncation=True, max_length=max_length)
         return [{**{k: v[i] for k, v in enc.items()}, "labels": label2id[ex.label]} for i, ex in enumerate(ds.examples)]
@@ -236,7 +251,7 @@ def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task
     from transformers import (DataCollatorForTokenClassification, DataCollatorWithPadding, EarlyStoppingCallback,
                               Trainer, TrainingArguments)
 
-    metric_name = "f1" if task == "token-classification" else "accuracy"
+    metric_name = "accuracy" if task == "text-classification" else "f1"
     strategy = "steps" if cfg.eval_steps else "epoch"
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"),
@@ -269,8 +284,14 @@ def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task
                 else DataCollatorWithPadding(tokenizer))
 
     def compute_metrics(eval_pred):
-        full = predictions_to_metrics(eval_pred.predictions, eval_pred.label_ids, labels, task)
-        keys = ("precision", "recall", "f1", "accuracy") if task == "token-classification" else ("accuracy", "macro_f1")
+        if task == "question-answering":  # windows → answers → EM/F1, as the runtime decodes them
+            from edgeft.train.qa import qa_metrics
+
+            full = qa_metrics(*eval_pred.predictions, features["validation"])
+        else:
+            full = predictions_to_metrics(eval_pred.predictions, eval_pred.label_ids, labels, task)
+        keys = {"token-classification": ("precision", "recall", "f1", "accuracy"),
+                "question-answering": ("exact_match", "f1")}.get(task, ("accuracy", "macro_f1"))
         return {k: full[k] for k in keys}  # the Trainer logs scalars only
 
     return (trainer_cls or Trainer)(
@@ -288,7 +309,13 @@ def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task
 def evaluate(trainer, features: list[dict], labels: list[str], task: str) -> dict:
     """Full metrics of the trainer's (best) model on one split."""
     out = trainer.predict(features)
-    metrics = predictions_to_metrics(out.predictions, out.label_ids, labels, task)
+    if task == "question-answering":
+        from edgeft.train.qa import qa_metrics
+
+        metrics = qa_metrics(*out.predictions, features)
+        metrics.pop("predictions")
+    else:
+        metrics = predictions_to_metrics(out.predictions, out.label_ids, labels, task)
     metrics["examples_per_second"] = out.metrics.get("test_samples_per_second")
     return metrics
 
