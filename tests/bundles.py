@@ -31,8 +31,11 @@ def input_names(arch: str) -> list[str]:
 
 
 def build_tiny_bundle(tmp: str | Path, arch: str = "bert", task: str = "text-classification",
-                      labels: tuple[str, ...] | None = None, max_length: int = MAX_LENGTH) -> tuple[Path, Path]:
+                      labels: tuple[str, ...] | None = None, max_length: int = MAX_LENGTH,
+                      init_range: float = 0.02) -> tuple[Path, Path]:
     """Make a tiny HF model under ``tmp/hf`` and its FP32 bundle under ``tmp/bundle`` with edgeft's exporter.
+
+    ``init_range``: weight init std (see ``make_tiny_model``; 0.5 for labels that vary between texts).
 
     Returns:
         (bundle_dir, hf_dir) — the HF folder is kept for PyTorch reference forwards.
@@ -41,7 +44,7 @@ def build_tiny_bundle(tmp: str | Path, arch: str = "bert", task: str = "text-cla
 
     labels = labels or (NER_LABELS if task == "token-classification" else CLS_LABELS)
     tmp = Path(tmp)
-    hf_dir = make_tiny_model(tmp / "hf", arch=arch, task=task, labels=labels)
+    hf_dir = make_tiny_model(tmp / "hf", arch=arch, task=task, labels=labels, init_range=init_range)
     if "token_type_ids" in input_names(arch):  # BERT takes segment ids: say so in the tokenizer config
         config = json.loads((hf_dir / "tokenizer_config.json").read_text())
         config["model_input_names"] = ["input_ids", "token_type_ids", "attention_mask"]

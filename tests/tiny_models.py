@@ -78,8 +78,13 @@ def _config(arch: str, vocab_size: int, num_labels: int, id2label: dict, seed_kw
 
 
 def make_tiny_model(out_dir: str | Path, arch: str = "bert", task: str = "text-classification",
-                    labels: tuple[str, ...] = ("negative", "positive"), seed: int = 0) -> Path:
-    """Write a tiny random HF model folder for ``task`` and return its path."""
+                    labels: tuple[str, ...] = ("negative", "positive"), seed: int = 0,
+                    init_range: float = 0.02) -> Path:
+    """Write a tiny random HF model folder for ``task`` and return its path.
+
+    ``init_range`` is the weights' init std: with the default 0.02, a tiny random model gives nearly
+    the same scores to every text; 0.5 makes the label depend on the text (for tests comparing labels).
+    """
     import torch
     from tokenizers import Tokenizer
     from transformers import (AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
@@ -88,7 +93,7 @@ def make_tiny_model(out_dir: str | Path, arch: str = "bert", task: str = "text-c
     out = Path(out_dir)
     tok = Tokenizer.from_str(tokenizer_json())
     id2label = dict(enumerate(labels))
-    config = _config(arch, tok.get_vocab_size(), len(labels), id2label, {})
+    config = _config(arch, tok.get_vocab_size(), len(labels), id2label, {"initializer_range": init_range})
     torch.manual_seed(seed)
     cls = {"token-classification": AutoModelForTokenClassification,  # question answering: start/end per token
            "question-answering": AutoModelForQuestionAnswering}.get(task, AutoModelForSequenceClassification)

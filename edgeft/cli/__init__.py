@@ -99,6 +99,7 @@ from edgeft.cli import compress as _compress  # noqa: E402,F401
 from edgeft.cli import distill as _distill  # noqa: E402,F401
 from edgeft.cli import runtime as _runtime  # noqa: E402,F401
 from edgeft.cli import build as _build  # noqa: E402,F401
+from edgeft.cli import web as _web  # noqa: E402,F401
 
 
 def main() -> None:
