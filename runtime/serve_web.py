@@ -65,7 +65,7 @@ def build_site(bundle_path: str | Path, web_dir: str | Path | None = None) -> Si
     missing = [rel for rel in VENDOR_FILES.values() if not (web / "node_modules" / rel).is_file()]
     if missing:
         raise ConfigError(f"{web / 'node_modules' / missing[0]} is missing: the page's libraries are not installed; "
-                          f"run `npm ci` in {web} (Node.js ≥ 18, npm) and try again")
+                          f"run `npm ci` in {web} (needs Node.js and npm) and try again")
     bundle = load_bundle(bundle_path)  # hashes and format version, before anything is served
     m = bundle.manifest
     if m.task != "text-classification":
