@@ -1,16 +1,10 @@
 """``edgeft serve-web``: the browser twin's page and one bundle over HTTP, read-only, on 127.0.0.1.
 
-The page (``android_demo/web/`` in a checkout) classifies text in the browser with onnxruntime-web
-(WASM) and tokenizers.js; this server only hands it files: the page's own files, the few library
-files it needs from ``node_modules`` (installed by ``npm ci`` there, never committed), and the
-bundle. Nothing else is reachable: every URL is looked up in a fixed table (no path is ever joined
-from the request, so ``..`` cannot escape), only GET and HEAD are answered, and the page may load
-scripts and data from this origin only (Content-Security-Policy), so it works offline.
-
-The bundle is verified (``load_bundle``: hashes, format version) before the server starts and
-served from memory, so a bundle changed while serving does not reach the page; the page checks
-the hashes again itself.
-
+The page (``android_demo/web/``) runs the model in the browser; this server only hands out files:
+the page's, four library files from its ``node_modules`` (``npm ci``, never committed) and the
+bundle, verified first and then served from memory. Every URL is looked up in a fixed table (no
+request path is joined to a folder, so ``..`` cannot escape), only GET and HEAD are answered, and
+the page may load from this origin only (Content-Security-Policy), so it works offline.
 Standard library only (plus the runtime's bundle reader).
 """
 
@@ -59,7 +53,7 @@ def build_site(bundle_path: str | Path, web_dir: str | Path | None = None) -> Si
         ConfigError: the page or its node_modules are missing (the message says how to install them).
     """
     web = Path(web_dir) if web_dir else WEB_DIR
-    if not (web / "index.html").is_file():
+    if not all((web / name).is_file() for name in PAGE_FILES):
         raise ConfigError(f"the browser page is not at {web}: it ships in a checkout of edgeft "
                           "(android_demo/web/); clone the repository, or give its folder with --web DIR")
     missing = [rel for rel in VENDOR_FILES.values() if not (web / "node_modules" / rel).is_file()]
@@ -70,11 +64,11 @@ def build_site(bundle_path: str | Path, web_dir: str | Path | None = None) -> Si
     m = bundle.manifest
     if m.task != "text-classification":
         raise BundleError(f"{bundle.source} is a {m.task} bundle; the browser page classifies text only "
-                          "(use `edgeft predict` for entities)")
+                          "(use `edgeft predict` for it)")
     model = bundle.model if isinstance(bundle.model, bytes) else Path(bundle.model).read_bytes()
-    routes = {f"/{name}": (_read(web / name), _type(name)) for name in PAGE_FILES}
+    routes = {f"/{name}": ((web / name).read_bytes(), _type(name)) for name in PAGE_FILES}
     routes["/"] = routes["/index.html"]
-    routes |= {f"/vendor/{url}": (_read(web / "node_modules" / rel), _type(url)) for url, rel in VENDOR_FILES.items()}
+    routes |= {f"/vendor/{url}": ((web / "node_modules" / rel).read_bytes(), _type(url)) for url, rel in VENDOR_FILES.items()}
     routes |= {
         f"/bundle/{MANIFEST_NAME}": (m.to_json().encode("utf-8"), _type(MANIFEST_NAME)),
         f"/bundle/{m.model_file}": (model, "application/octet-stream"),
@@ -125,13 +119,6 @@ def make_server(site: Site, host: str = "127.0.0.1", port: int = 8765) -> Thread
     except OSError as e:
         raise ConfigError(f"cannot serve on {host}:{port}: {e.strerror or e}; pick another --port "
                           "(0 = any free port) or --host") from None
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def _type(name: str) -> str:
