@@ -105,6 +105,10 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: 
     final = write_final(chosen, out, r.zip)
     mobile = mobile_check(final, r) if r.target == "android-arm64" else None
     report = make_report(r, variants, chosen, why, final, mobile, timings, time.perf_counter() - started, teacher)
+    if r.target == "android-arm64":  # the Android demo's assets: string-in model, ORT model, labels
+        from edgeft.compress.android_assets import build_assets
+
+        report["android"] = build_assets(final, out / "android", splits["test"], progress)
     write_report(report, out)
     progress(f"chose {chosen.name}: {why}")
     return report
@@ -430,6 +434,10 @@ def report_markdown(report: dict) -> str:
               "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "."]
     if report.get("mobile_check"):
         lines += ["", f"ONNX Runtime mobile usability check: {report['mobile_check']['verdict']}"]
+    if android := report.get("android"):
+        lines += ["", f"Android demo assets: {android['assets']} (copy to android_demo/app/src/main/assets/bundle/); "
+                  f"token ids equal the runtime's on {android['ids_equal']:.0%} of {android['rows']} texts"
+                  if "assets" in android else f"Android demo assets: not written ({android['skipped']})"]
     return "\n".join(lines) + "\n"
 
 

@@ -122,6 +122,9 @@ def test_android_target_records_the_mobile_usability_check(tiny_models, data_dir
     assert "mobile usability check" in (out / "report.md").read_text()
     int8 = next(v for v in report["variants"] if v["name"] == "int8")
     assert (Path(int8["bundle"]) / "model.ort").is_file()  # ORT-format model for ONNX Runtime Mobile
+    assets = report["android"]  # the Android demo's assets, beside the bundle (a bundle themselves)
+    assert assets["assets"] == str(out / "android") and assets["max_abs_diff_probs"] < 1e-4, assets
+    assert (out / "android" / "text_model.onnx").is_file() and "Android demo assets" in (out / "report.md").read_text()
 
 
 def test_dry_run_validates_and_prints_the_plan_without_writing(tiny_models, data_dir, tmp_path):
