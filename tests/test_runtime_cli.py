@@ -66,6 +66,17 @@ def test_predict_streams_jsonl_and_txt(cls_bundle, tmp_path):
     assert [json.loads(line)["line"] for line in result.stdout.splitlines()] == [1, 2, 3]
 
 
+def test_predict_reads_stdin_lines(cls_bundle):
+    result = runner.invoke(app, ["predict", str(cls_bundle), "--input", "-", "--chunk", "1"],
+                           input='good\n{"text": "not parsed"}\n\n')
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3]  # stdin lines are texts, as in a .txt file
+    assert "predicted 3 text(s)" in result.stderr and "predicting" not in result.stderr  # no progress bar on a pipe
+    assert_user_error(runner.invoke(app, ["predict", str(cls_bundle), "--input", "-"], input=b"caf\xe9\n"),
+                      "<stdin>:1: not UTF-8")
+
+
 @pytest.mark.parametrize("content, message", [
     ('{"text": "fine"}\n{oops\n', "in.jsonl:2: not valid JSON"),
     ('{"text": "fine"}\n{"body": "x"}\n', "in.jsonl:2: expected an object with a string field 'text'"),

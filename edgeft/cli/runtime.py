@@ -7,6 +7,7 @@ inside the commands, through edgeft.runtime.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -28,6 +29,7 @@ THREADS_HELP = "onnxruntime intra-op threads (default: physical cores, at most 4
         "Examples:\n\n"
         '  edgeft predict runs/bundle "a gripping, beautiful film" "dull"\n\n'
         "  edgeft predict runs/bundle --input reviews.jsonl --output predictions.jsonl\n\n"
+        "  tail -n 0 -F inbox.txt | edgeft predict runs/bundle --input - --chunk 1   # lines as they arrive\n\n"
         "Output rows: {\"line\", \"label\", \"score\", \"scores\", \"truncated\"}; NER: {\"line\", \"entities\": "
         "[{\"label\", \"score\", \"start\", \"end\", \"text\"}], \"truncated\"} with character offsets."
     ),
@@ -37,11 +39,13 @@ def predict_command(
     texts: Optional[list[str]] = typer.Argument(None, help="Texts to classify (or use --input)."),
     input: Optional[Path] = typer.Option(None, "--input", "-i",
                                          help=".jsonl (rows with a 'text' field) or .txt (one text per line), "
-                                              "streamed in chunks: any size, constant memory."),
+                                              "streamed in chunks: any size, constant memory. '-': stdin, "
+                                              "one text per line."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Write one JSON object per line here (default with --input: stdout)."),
     batch_size: int = typer.Option(32, help="Texts per model call (dynamic padding within a batch)."),
-    chunk: int = typer.Option(512, help="Texts read from --input per step (memory stays constant)."),
+    chunk: int = typer.Option(512, help="Texts read from --input per step (memory stays constant); "
+                                         "--chunk 1 answers each stdin line as soon as it arrives."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
 ):
     """Label texts (classification) or find their entities (NER) with a bundle."""
@@ -74,22 +78,24 @@ def predict_command(
 
 
 def _predict_file(predictor, path: Path, output: Optional[Path], chunk: int) -> tuple[int, int]:
-    """Stream ``path`` through the predictor in chunks; returns (count, truncated)."""
-    import click
-
-    if not path.is_file():
+    """Stream ``path`` (stdin for '-') through the predictor in chunks; returns (count, truncated)."""
+    stdin = str(path) == "-"
+    if not stdin and not path.is_file():
         raise DataError(f"--input {path}: no such file")
-    if path.suffix.lower() not in (".jsonl", ".txt"):
+    if not stdin and path.suffix.lower() not in (".jsonl", ".txt"):
         raise DataError(f"--input {path}: use a .jsonl file (rows with a 'text' field) or a .txt file (one text per line)")
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     count = truncated = 0
     try:
-        with open(path, "rb") as raw, click.progressbar(length=path.stat().st_size, label="predicting",
-                                                        file=sys.stderr) as bar:
+        # typer.progressbar, not click's: typer ≥ 0.23 vendors click, so `import click` fails on a lean install
+        with (contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb")) as raw, \
+                (contextlib.nullcontext(None) if stdin else
+                 typer.progressbar(length=path.stat().st_size, label="predicting", file=sys.stderr)) as bar:
             batch: list[tuple[int, str]] = []
-            for n, line in enumerate(raw, 1):
-                bar.update(len(line))
-                item = _read_row(path, n, line)
+            for n, line in enumerate(raw, 1):  # a pipe yields each line as soon as it is complete
+                if bar is not None:
+                    bar.update(len(line))
+                item = _read_row(Path("<stdin>") if stdin else path, n, line, txt=stdin)
                 if item is not None:
                     batch.append((n, item))
                 if len(batch) >= chunk:
@@ -103,13 +109,13 @@ def _predict_file(predictor, path: Path, output: Optional[Path], chunk: int) -> 
     return count, truncated
 
 
-def _read_row(path: Path, n: int, line: bytes) -> Optional[str]:
+def _read_row(path: Path, n: int, line: bytes, txt: bool = False) -> Optional[str]:
     """One input line → its text (None for a blank JSONL line); DataError naming file:line otherwise."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}:{n}: not UTF-8 ({e}); convert the file to UTF-8") from None
-    if path.suffix.lower() == ".txt":
+    if txt or path.suffix.lower() == ".txt":
         return text.rstrip("\r\n")  # every line is a text, even an empty one: output lines stay aligned
     if not text.strip():
         return None
