@@ -36,9 +36,12 @@ def load_tokenizer(tokenizer_path: str | Path, max_length: int):
 
 
 def encode(tok, examples: Sequence, task: str) -> list:
-    """One ``tokenizers.Encoding`` per example; NER examples are encoded as pre-split words."""
+    """One ``tokenizers.Encoding`` per example; NER examples are encoded as pre-split words, QA
+    examples as (question, context) pairs cut to max_length (the first window: for calibration)."""
     if task == "token-classification":
         return tok.encode_batch([list(ex.tokens) for ex in examples], is_pretokenized=True)
+    if task == "question-answering":
+        return tok.encode_batch([(ex.question, ex.context) for ex in examples])
     return tok.encode_batch([ex if isinstance(ex, str) else ex.text for ex in examples])
 
 
@@ -82,14 +85,19 @@ def evaluate_onnx(model_path: str | Path, tokenizer_path: str | Path, m: Manifes
         batch_size: rows per run; 1 = serving shape (see module docstring).
         sess: an existing onnxruntime session for ``model_path`` (skips creating one).
     Returns:
-        (predictions, metrics): a label per example (NER: a tag per word) and
-        ``classification_metrics`` / ``ner_metrics`` of them.
+        (predictions, metrics): a label per example (NER: a tag per word; QA: the answer text)
+        and ``classification_metrics`` / ``ner_metrics`` / ``squad_metrics`` of them.
     """
     from edgeft.runtime.predictor import Predictor
 
     predictor = Predictor(manifest=m, session=sess or session(model_path, threads),
                           tokenizer=load_tokenizer(tokenizer_path, m.max_length), source=Path(model_path),
                           batch_size=batch_size, threads=threads)
+    if m.task == "question-answering":
+        from edgeft.squad import squad_metrics
+
+        predictions = [a.answer for a in predictor.predict([ex.pair for ex in examples])]
+        return predictions, squad_metrics([ex.answers for ex in examples], predictions)
     if m.task == "token-classification":
         predictions = [tags for tags, _ in predictor.tag_words([list(ex.tokens) for ex in examples])]
         return predictions, ner_metrics([list(ex.tags) for ex in examples], predictions)
@@ -109,7 +117,8 @@ def agreement(predictions: Sequence, reference: Sequence) -> float:
 def summary(metrics: dict) -> dict:
     """The compact form of a metrics dict that goes into manifests and tables."""
     name, value = headline(metrics)
-    keep = ("accuracy", "macro_f1") if name == "accuracy" else ("f1", "precision", "recall", "accuracy")
+    keep = ("accuracy", "macro_f1") if name == "accuracy" else ("exact_match", "f1") if "exact_match" in metrics \
+        else ("f1", "precision", "recall", "accuracy")
     return {"metric": name, "value": value, **{k: metrics[k] for k in keep}, "n": metrics["n"]}
 
 

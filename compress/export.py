@@ -31,16 +31,17 @@ from typing import Any, Callable
 from edgeft.errors import ConfigError, DataError, ModelError
 from edgeft.runtime.manifest import MANIFEST_NAME, Manifest
 
-# What each task's head looks like. Question answering comes later: it needs a QA head here
-# ("AutoModelForQuestionAnswering", outputs start_logits/end_logits, both per token) and span
-# decoding in the runtime; parity already compares every output over non-pad positions.
+# What each task's head looks like. Question answering has two outputs, both per token: the
+# runtime decodes the answer span from them (edgeft.runtime.qa).
 TASK_HEADS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # task: (architecture suffix in config.architectures, transformers auto class, ONNX outputs)
     "text-classification": ("ForSequenceClassification", "AutoModelForSequenceClassification", ("logits",)),
     "token-classification": ("ForTokenClassification", "AutoModelForTokenClassification", ("logits",)),
+    "question-answering": ("ForQuestionAnswering", "AutoModelForQuestionAnswering", ("start_logits", "end_logits")),
 }
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
 DEFAULT_MAX_LENGTH = 128  # tokens; SST-2 dev sentences average 25.5 word pieces, p90 40, max 60
+QA_MAX_LENGTH = 384  # question answering: the window the model was trained with, else the SQuAD scripts' 384
 ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer")  # positions start at pad_token_id + 1
 
 
@@ -85,6 +86,7 @@ class LoadedModel:
     base_model: str
     data_fingerprint: str
     config_shape: dict = field(default_factory=dict)  # num_heads, hidden_size (for ORT's optimizer)
+    qa: dict = field(default_factory=dict)  # question answering: window settings (edgeft.runtime.qa.settings)
 
 
 @dataclass(frozen=True)
@@ -128,12 +130,9 @@ def detect_task(model_dir: Path, config) -> str:
     for task, (suffix, _, _) in TASK_HEADS.items():
         if any(a.endswith(suffix) for a in archs):
             return task
-    if any(a.endswith("ForQuestionAnswering") for a in archs):
-        raise ModelError(f"{model_dir}: question answering ({archs[0]}) is not supported yet; export supports "
-                         f"{', '.join(TASK_HEADS)}.")
     raise ModelError(f"{model_dir}: config.json names architectures {archs or 'none'}; edgeft exports models with a "
-                     f"sequence- or token-classification head (e.g. BertForSequenceClassification). Fine-tune with "
-                     f"`edgeft train` first.")
+                     f"sequence- or token-classification or question-answering head (e.g. "
+                     f"BertForSequenceClassification). Fine-tune with `edgeft train` first.")
 
 
 def _model_limit(config) -> int:
@@ -145,7 +144,8 @@ def _model_limit(config) -> int:
 
 
 def _training_info(model_dir: Path) -> dict:
-    """base_model and data fingerprint from the metrics.json that ``edgeft train`` writes, if any."""
+    """base_model, data fingerprint (and for QA max_length and window settings) from the
+    metrics.json that ``edgeft train`` writes, if any."""
     path = model_dir / "metrics.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -153,7 +153,8 @@ def _training_info(model_dir: Path) -> dict:
         return {}
     data_block = data.get("data") if isinstance(data.get("data"), dict) else {}
     return {"base_model": str(data.get("base_model") or data.get("model") or ""),
-            "data_fingerprint": str(data.get("data_fingerprint") or data_block.get("fingerprint") or "")}
+            "data_fingerprint": str(data.get("data_fingerprint") or data_block.get("fingerprint") or ""),
+            "max_length": data.get("max_length"), "qa": data.get("qa") or {}}
 
 
 def load_model(model_dir: str | Path, max_length: int | None = None, attn_implementation: str | None = None
@@ -161,8 +162,8 @@ def load_model(model_dir: str | Path, max_length: int | None = None, attn_implem
     """Load a fine-tuned HF folder (local files, safetensors only, never remote code).
 
     Args:
-        max_length: requested tokens; None = min(128, model limit). More than the model can
-            take is a ConfigError.
+        max_length: requested tokens; None = min(128, model limit); question answering: the
+            training window (metrics.json) or 384. More than the model can take is a ConfigError.
         attn_implementation: "eager" for the legacy export that ORT can fuse; None = default (sdpa).
     """
     model_dir = Path(model_dir)
@@ -219,14 +220,28 @@ def load_model(model_dir: str | Path, max_length: int | None = None, attn_implem
     inputs = tuple(n for n in INPUT_ORDER if n in wanted and n in forward)
     id2label = config.id2label
     info = _training_info(model_dir)
+    qa = task == "question-answering"
+    if qa:  # windows of the trained size unless asked otherwise
+        max_length = min(max_length or info.get("max_length") or QA_MAX_LENGTH, limit)
     return LoadedModel(
         model_dir=model_dir, model=model, hf_tokenizer=tok, task=task,
-        labels=tuple(str(id2label[i]) for i in range(len(id2label))), inputs=inputs,
+        labels=() if qa else tuple(str(id2label[i]) for i in range(len(id2label))), inputs=inputs,
         outputs=TASK_HEADS[task][2], pad_token_id=int(pad), max_length=min(max_length or DEFAULT_MAX_LENGTH, limit),
         architecture=config.model_type, base_model=info.get("base_model") or str(model_dir),
         data_fingerprint=info.get("data_fingerprint", ""),
         config_shape=config_shape(config),
+        qa=qa_settings(max_length, info["qa"] if info.get("max_length") == max_length else None, tok) if qa else {},
     )
+
+
+def qa_settings(max_length: int, trained: dict | None, tok) -> dict:
+    """The windows a QA bundle reads: the ones it was trained with (metrics.json), else the defaults
+    for ``max_length``; checked against the tokenizer's special tokens."""
+    from edgeft.runtime.qa import settings
+
+    trained = trained or {}
+    return settings(max_length, trained.get("doc_stride"), trained.get("max_question_tokens"),
+                    trained.get("max_answer_tokens"), tok.backend_tokenizer.num_special_tokens_to_add(True))
 
 
 def config_shape(config) -> dict:
@@ -285,7 +300,7 @@ def export_onnx(loaded: LoadedModel, path: str | Path, opset: int = 18, dynamo: 
     import torch
 
     example = _example_inputs(loaded)
-    token_level = loaded.task == "token-classification"
+    token_level = loaded.task != "text-classification"  # NER logits and QA start/end: one per token
     try:
         with quiet(), torch.no_grad():
             if dynamo:
@@ -320,7 +335,7 @@ def base_manifest(loaded: LoadedModel, opset: int) -> Manifest:
     return Manifest(
         task=loaded.task, labels=list(loaded.labels), max_length=loaded.max_length, inputs=list(loaded.inputs),
         outputs=list(loaded.outputs), pad_token_id=loaded.pad_token_id, architecture=loaded.architecture,
-        base_model=loaded.base_model, data_fingerprint=loaded.data_fingerprint, opset=opset,
+        base_model=loaded.base_model, data_fingerprint=loaded.data_fingerprint, opset=opset, qa=dict(loaded.qa),
     )
 
 
@@ -333,12 +348,25 @@ def read_labeled(path: str | Path, task: str, labels, what: str = "the model's l
 
     found = data_task(path)
     if found != task:
-        wanted = "JSONL/CoNLL file with tokens and tags" if task == "token-classification" else \
-            "file with text and label columns"
+        wanted = {"token-classification": "JSONL/CoNLL file with tokens and tags",
+                  "question-answering": "SQuAD file (question, context, answers)"}.get(
+                      task, "file with text and label columns")
         raise DataError(f"{path} holds {found} rows but the model does {task}; pass a {wanted}.")
     ds = read_dataset(path, task=task, **columns)
     check_labels(ds, list(labels), what=what)
     return ds
+
+
+def parity_inputs(examples, task: str) -> list:
+    """What the parity check feeds: the examples' texts (NER: words joined), or (question, context)
+    pairs for QA — consecutive built-in sentences when there is no data, so the context segment
+    (token type 1) is exercised too."""
+    from edgeft.compress.parity import BUILTIN_TEXTS
+    from edgeft.data import model_input
+
+    if examples or task != "question-answering":
+        return [model_input(ex) for ex in examples]
+    return list(zip(BUILTIN_TEXTS, BUILTIN_TEXTS[1:] + BUILTIN_TEXTS[:1]))
 
 
 def export(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(),
@@ -362,7 +390,7 @@ def export(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportCon
     if cfg.data:
         ds = read_labeled(cfg.data, loaded.task, loaded.labels, text_column=cfg.text_column,
                           label_column=cfg.label_column, tokens_column=cfg.tokens_column, tags_column=cfg.tags_column)
-    texts = [ex.text if hasattr(ex, "text") else " ".join(ex.tokens) for ex in ds.examples] if ds else []
+    texts = parity_inputs(ds.examples if ds else [], loaded.task)
     with tempfile.TemporaryDirectory(prefix="edgeft-export-") as work:
         onnx_path, tok_path = Path(work) / "model.onnx", Path(work) / "tokenizer.json"
         progress(f"exporting {loaded.architecture} {loaded.task} (opset {cfg.opset}, max_length {loaded.max_length})")

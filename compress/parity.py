@@ -69,8 +69,9 @@ class ParityReport:
         return out
 
 
-def grid_batches(tok, texts: Sequence[str], max_length: int, grid=GRID) -> list[list]:
-    """Encodings for each grid cell: real texts, cycled; (batch, cap) → ``batch`` encodings of ≤ cap ids."""
+def grid_batches(tok, texts: Sequence, max_length: int, grid=GRID) -> list[list]:
+    """Encodings for each grid cell: real texts (or QA (question, context) pairs), cycled;
+    (batch, cap) → ``batch`` encodings of ≤ cap ids."""
     texts = list(texts) or list(BUILTIN_TEXTS)
     cells, k = [], 0
     for batch, cap in grid:
@@ -78,8 +79,11 @@ def grid_batches(tok, texts: Sequence[str], max_length: int, grid=GRID) -> list[
         for _ in range(batch):
             text = texts[k % len(texts)]
             k += 1
-            if cap == "max":  # long enough to hit truncation at max_length
-                text = " ".join([text] * (max_length // max(1, len(text.split())) + 2))
+            if cap == "max":  # long enough to hit truncation at max_length (QA: a long context)
+                if isinstance(text, tuple):
+                    text = (text[0], " ".join([text[1]] * (max_length // max(1, len(text[1].split())) + 2)))
+                else:
+                    text = " ".join([text] * (max_length // max(1, len(text.split())) + 2))
             rows.append(text)
         encs = tok.encode_batch(rows)
         if isinstance(cap, int):
@@ -103,7 +107,7 @@ def check_parity(model, onnx_path, tokenizer_path, m, texts: Sequence[str] = (),
         model: the PyTorch model in eval mode.
         onnx_path, tokenizer_path: the exported model and the bundle tokenizer.
         m: the bundle manifest (input and output names, pad id, max length).
-        texts: real sentences (``--data``); the built-in handful when empty.
+        texts: real sentences (``--data``), or (question, context) pairs for QA; the built-in handful when empty.
         atol: max allowed |Δ| per output over non-pad positions.
         hf_tokenizer: the transformers tokenizer, to confirm the bundle tokenizer gives the same ids.
     Returns:
@@ -118,7 +122,8 @@ def check_parity(model, onnx_path, tokenizer_path, m, texts: Sequence[str] = (),
 
     tok = load_tokenizer(tokenizer_path, m.max_length)
     sess = session(onnx_path, threads=1, level="all")
-    output_names = list(m.outputs)  # every output is compared (QA will have two)
+    output_names = list(m.outputs)  # every output is compared (QA has two: start and end logits)
+    per_token = m.task != "text-classification"  # NER logits, QA start/end: one row per token
     worst = {name: 0.0 for name in output_names}
     agree = total = 0
     shapes, tokenizer_match = [], True
@@ -131,17 +136,23 @@ def check_parity(model, onnx_path, tokenizer_path, m, texts: Sequence[str] = (),
         got = sess.run(output_names, arrays)
         for name, onnx_out in zip(output_names, got):
             torch_out = ref[name].float().numpy()
-            diff = np.abs(torch_out - onnx_out)  # (batch, n) or (batch, seq, n)
-            if diff.ndim == 3 and mask is not None:
-                diff = diff[mask]  # (non-pad tokens, n): pad-position logits are never read
+            diff = np.abs(torch_out - onnx_out)  # (batch, n), (batch, seq, n) or QA (batch, seq)
+            if per_token and mask is not None:
+                diff = diff[mask]  # non-pad tokens only: pad-position logits are never read
             worst[name] = max(worst[name], float(diff.max()) if diff.size else 0.0)
-            if name == output_names[0]:
+            if m.task == "question-answering":  # the start (end) token each picks, pads excluded
+                pick = [np.where(mask, out, -np.inf).argmax(-1) if mask is not None else out.argmax(-1)
+                        for out in (torch_out, onnx_out)]
+                agree, total = agree + int((pick[0] == pick[1]).sum()), total + len(pick[0])
+            elif name == output_names[0]:
                 same = torch_out.argmax(-1) == onnx_out.argmax(-1)  # (batch,) or (batch, seq)
                 same = same[mask] if same.ndim == 2 and mask is not None else same
                 agree, total = agree + int(same.sum()), total + same.size
     if hf_tokenizer is not None:
         sample = (list(texts) or list(BUILTIN_TEXTS))[:50]
-        ref_ids = hf_tokenizer(sample, truncation=True, max_length=m.max_length)["input_ids"]
+        pairs = isinstance(sample[0], tuple)  # QA: the tokenizers' pair templates must agree too
+        ref_ids = hf_tokenizer(*([list(x) for x in zip(*sample)] if pairs else [sample]), truncation=True,
+                               max_length=m.max_length)["input_ids"]
         tokenizer_match = [e.ids for e in tok.encode_batch(sample)] == [list(r) for r in ref_ids]
     report = ParityReport(
         atol=atol, max_abs_diff=worst, argmax_agreement=agree / total if total else 1.0, compared=total,

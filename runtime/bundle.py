@@ -98,8 +98,14 @@ def _check_fields(m: Manifest, where: str) -> None:
             problems.append(text)
 
     expect(m.task in TASKS, f"task {m.task!r} is not one of {list(TASKS)}")
-    expect(isinstance(m.labels, list) and len(m.labels) > 0 and all(isinstance(x, str) for x in m.labels),
+    qa = m.task == "question-answering"
+    expect(isinstance(m.labels, list) and (qa or len(m.labels) > 0) and all(isinstance(x, str) for x in m.labels),
            "labels must be a non-empty list of strings")
+    if qa:  # the windowing the runtime needs (edgeft.runtime.qa.settings)
+        keys = ("doc_stride", "max_question_tokens", "max_answer_tokens")
+        expect(isinstance(m.qa, dict) and all(_is_int(m.qa.get(k)) for k in keys),
+               f"a question-answering manifest needs qa {{{', '.join(keys)}}} as integers, not {m.qa!r}")
+        expect(len(m.outputs) == 2, f"a question-answering model has two outputs (start, end logits), not {m.outputs!r}")
     expect(_is_int(m.max_length) and m.max_length > 1, f"max_length must be an integer > 1, not {m.max_length!r}")
     expect(_is_int(m.pad_token_id) and m.pad_token_id >= 0, f"pad_token_id must be an integer ≥ 0, not {m.pad_token_id!r}")
     expect(isinstance(m.inputs, list) and "input_ids" in m.inputs and set(m.inputs) <= set(INPUTS),

@@ -3,7 +3,8 @@
 Reading (edgeft.data) and scoring (edgeft.metrics) are the very functions ``edgeft train`` uses,
 so a bundle's accuracy is comparable with its FP32 model's to the last digit; only the forward
 pass differs. NER is scored per word, like training: pre-split words go through the tokenizer
-with ``is_pretokenized=True`` and each word takes its first sub-token's tag.
+with ``is_pretokenized=True`` and each word takes its first sub-token's tag. Question answering
+is scored with the official SQuAD v1.1 exact match and F1 (edgeft.squad) on the decoded answers.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ def evaluate(predictor, data: str | Path, text_column: str = "text", label_colum
 
     Args:
         predictor: a loaded edgeft.runtime.predictor.Predictor.
-        data: CSV/TSV/JSONL (text + label) or JSONL/CoNLL (tokens + tags) file.
+        data: CSV/TSV/JSONL (text + label), JSONL/CoNLL (tokens + tags) or SQuAD file.
     Returns:
-        the metrics of edgeft.metrics (classification_metrics or ner_metrics) plus "bundle",
+        the metrics of edgeft.metrics (classification_metrics or ner_metrics) or of
+        edgeft.squad.squad_metrics (question answering; "truncated" = questions cut) plus "bundle",
         "data", "task", "truncated" (examples longer than max_length), "skipped" (bad rows) and
         "seconds" (wall clock of the predictions); with ``keep_predictions``, "predictions" too (a
         label per text, or a tag list per sentence), for agreement between two bundles.
@@ -37,7 +39,14 @@ def evaluate(predictor, data: str | Path, text_column: str = "text", label_colum
     ner = m.task == "token-classification"
     check_labels(ds, m.labels, "the bundle's labels")  # fail before spending time on predictions
     t0 = time.perf_counter()
-    if ner:
+    if m.task == "question-answering":
+        from edgeft.squad import squad_metrics
+
+        answers = predictor.predict([ex.pair for ex in ds.examples])
+        scores = squad_metrics([ex.answers for ex in ds.examples], [a.answer for a in answers])
+        truncated = sum(a.truncated for a in answers)
+        predictions = [a.answer for a in answers]
+    elif ner:
         tagged = predictor.tag_words([ex.tokens for ex in ds.examples])
         scores = ner_metrics([list(ex.tags) for ex in ds.examples], [tags for tags, _ in tagged])
         truncated = sum(cut for _, cut in tagged)

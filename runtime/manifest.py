@@ -12,7 +12,8 @@ transformers (task, labels, input/output names, max_length, pad id) and everythi
 to trust it (sha256 + size of every file, parity and accuracy figures, tool versions).
 
 Format version history:
-    1 — first release.
+    1 — first release; later within version 1: the question-answering task and its ``qa`` field
+        (older runtimes refuse such a bundle by its task, with a message naming it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 MANIFEST_NAME = "edgeft.json"
 FORMAT_VERSION = 1
-TASKS = ("text-classification", "token-classification")
+TASKS = ("text-classification", "token-classification", "question-answering")
 
 
 @dataclass
@@ -33,10 +34,10 @@ class Manifest:
     """Everything in ``edgeft.json``. Unknown keys from newer writers are kept in ``extra``."""
 
     task: str  # one of TASKS
-    labels: list[str]  # id → label, in the model's output order
+    labels: list[str]  # id → label, in the model's output order; [] for question answering
     max_length: int  # tokens; inputs are truncated to this
     inputs: list[str]  # ONNX input names, e.g. ["input_ids", "attention_mask", "token_type_ids"]
-    outputs: list[str]  # ONNX output names, e.g. ["logits"]
+    outputs: list[str]  # ONNX output names, e.g. ["logits"]; QA: ["start_logits", "end_logits"]
     pad_token_id: int  # id used to pad input_ids in a batch
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → {"sha256", "size"}
     format_version: int = FORMAT_VERSION
@@ -51,6 +52,7 @@ class Manifest:
     quantization: dict[str, Any] = field(default_factory=dict)  # {} for FP32
     parity: dict[str, Any] = field(default_factory=dict)  # max |Δlogit|, argmax agreement, shapes
     metrics: dict[str, Any] = field(default_factory=dict)  # this variant + FP32 reference, drop, agreement
+    qa: dict[str, Any] = field(default_factory=dict)  # QA windows: doc_stride, max_question/answer_tokens
     versions: dict[str, str] = field(default_factory=dict)  # tool versions that wrote the bundle
     created: str = ""  # ISO 8601, UTC
     extra: dict[str, Any] = field(default_factory=dict)

@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import numpy as np
 from edgeft.errors import BundleError, ConfigError
 from edgeft.runtime.bundle import Bundle, load_bundle
 from edgeft.runtime.manifest import Manifest
+from edgeft.runtime.qa import Answer, Windowing, as_pairs, decode
 
 CLIP_CHARS_PER_TOKEN = 32  # a text longer than max_length × this is cut before tokenizing (see _clip)
 _SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: valid in a Python str, not in UTF-8
@@ -117,16 +119,29 @@ class Predictor:
     def is_ner(self) -> bool:
         return self.manifest.task == "token-classification"
 
-    def predict(self, texts: Sequence[str] | str) -> list[Prediction] | list[Entities]:
-        """Classify texts, or find their entities (token-classification bundles).
+    @property
+    def is_qa(self) -> bool:
+        return self.manifest.task == "question-answering"
+
+    def predict(self, texts: Sequence[str] | str | None = None, *, question: str | Sequence[str] | None = None,
+                context: str | Sequence[str] | None = None) -> list[Prediction] | list[Entities] | list[Answer]:
+        """Classify texts, find their entities (token-classification bundles), or answer questions
+        (question-answering bundles).
 
         Args:
             texts: strings (a single str counts as one text). Empty strings, any Unicode and very
                 long texts are fine; texts over max_length tokens are truncated and flagged.
+                For a QA bundle: (question, context) pairs, or {"question", "context"} dicts.
+            question, context: QA bundles only: a string each, or lists of equal length.
         Returns:
-            one Prediction (classification) or Entities (NER) per text, in input order.
+            one Prediction (classification), Entities (NER) or Answer (QA) per input, in order.
         """
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        if self.is_qa:
+            return self.answer(as_pairs(texts, question, context))
+        if question is not None or context is not None:
+            raise ConfigError(f"question=/context= are for question-answering bundles; {self.source} does "
+                              f"{self.manifest.task}: pass texts")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"texts[{i}] is {type(t).__name__}, not str")
@@ -155,6 +170,48 @@ class Predictor:
             best = row.argmax(-1)  # (seq,)
             tags = [self.manifest.labels[best[first[w]]] if w in first else "O" for w in range(len(words))]
             out.append((tags, bool(enc.overflowing)))
+        return out
+
+    def answer(self, pairs: Sequence[tuple[str, str]]) -> list[Answer]:
+        """The answer to each (question, context) pair, found in its context (edgeft.runtime.qa):
+        every window of every pair goes through the model in length-sorted batches."""
+        w = self.windowing
+        windows = [w.windows(q, c) for q, c in pairs]  # per pair: (its window encodings, question cut)
+        outputs = self.run_windows([e for encs, _ in windows for e in encs])
+        answers, k = [], 0
+        for (_, context), (encs, cut) in zip(pairs, windows):
+            answers.append(decode(context, encs, outputs[k:k + len(encs)], w.max_answer_tokens, cut))
+            k += len(encs)
+        return answers
+
+    @cached_property
+    def windowing(self) -> Windowing:
+        """QA windows from the bundle's tokenizer and ``qa`` settings (made on first use; never mutated)."""
+        return Windowing.create(self.tokenizer.to_str(), self.manifest.max_length, self.manifest.qa)
+
+    def run_windows(self, encodings: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(start, end) logits, each (len(ids),), of QA window encodings, with their token type ids."""
+        m = self.manifest
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))  # similar lengths share a batch
+        out: list[Any] = [None] * len(encodings)
+        for b in range(0, len(order), self.batch_size):
+            chunk = order[b:b + self.batch_size]
+            width = max(len(encodings[i].ids) for i in chunk)  # a window has its special tokens: never 0
+            feeds = {"input_ids": np.full((len(chunk), width), m.pad_token_id, dtype=np.int64),  # (batch, seq)
+                     "attention_mask": np.zeros((len(chunk), width), dtype=np.int64),
+                     "token_type_ids": np.zeros((len(chunk), width), dtype=np.int64)}  # 1 on the context segment
+            for r, i in enumerate(chunk):
+                e = encodings[i]
+                n = len(e.ids)
+                feeds["input_ids"][r, :n], feeds["attention_mask"][r, :n], feeds["token_type_ids"][r, :n] = \
+                    e.ids, 1, e.type_ids
+            start, end = self.session.run(m.outputs[:2], {k: feeds[k] for k in m.inputs})
+            if start.shape != (len(chunk), width) or end.shape != start.shape:
+                raise BundleError(f"{self.source}: the model returned start/end logits of shapes {start.shape} and "
+                                  f"{end.shape}, expected {(len(chunk), width)}; the manifest does not match the model")
+            for r, i in enumerate(chunk):
+                n = len(encodings[i].ids)
+                out[i] = (start[r, :n], end[r, :n])
         return out
 
     def forward(self, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
@@ -366,8 +423,14 @@ def make_session(bundle: Bundle, threads: int, providers: Sequence[str] | None =
         raise BundleError(f"{bundle.source}: the model's inputs are {sorted(names)} but the manifest lists "
                           f"{sorted(m.inputs)}; rebuild the bundle")
     outs = {o.name: o.shape for o in session.get_outputs()}
-    if m.outputs[0] not in outs:
-        raise BundleError(f"{bundle.source}: the model has no output {m.outputs[0]!r} (it has {list(outs)})")
+    if missing := [o for o in m.outputs if o not in outs]:
+        raise BundleError(f"{bundle.source}: the model has no output {missing[0]!r} (it has {list(outs)})")
+    if m.task == "question-answering":  # start and end logits, (batch, seq) each
+        if bad := [o for o in m.outputs if len(outs[o]) != 2]:
+            raise BundleError(f"{bundle.source}: the model's {bad[0]} have shape {outs[bad[0]]}, but a "
+                              "question-answering manifest needs (batch, seq) start and end logits; the manifest "
+                              "does not belong to this model")
+        return session
     # logits: (batch, labels) or (batch, seq, labels); a dim is an int when static, else a name
     shape, rank = outs[m.outputs[0]], 3 if m.task == "token-classification" else 2
     if len(shape) != rank or (isinstance(shape[-1], int) and shape[-1] != len(m.labels)):

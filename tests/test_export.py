@@ -209,10 +209,10 @@ def test_write_bundle_never_replaces_a_user_folder(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def qa_folder(tmp_path: Path) -> Path:
-    path = tmp_path / "qa"
+def masked_lm_folder(tmp_path: Path) -> Path:
+    path = tmp_path / "mlm"
     path.mkdir()
-    (path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertForQuestionAnswering"]}))
+    (path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertForMaskedLM"]}))
     return path
 
 
@@ -230,9 +230,10 @@ def test_bad_inputs_have_exact_messages(models, exported, data_dir, tmp_path):
         (bundle, ExportConfig(), ModelError,
          f"{bundle} is an edgeft bundle, not a model folder; export takes the fine-tuned model folder (quantize takes "
          f"either)."),
-        (qa_folder(tmp_path), ExportConfig(), ModelError,
-         f"{tmp_path / 'qa'}: question answering (BertForQuestionAnswering) is not supported yet; export supports "
-         f"text-classification, token-classification."),
+        (masked_lm_folder(tmp_path), ExportConfig(), ModelError,
+         f"{tmp_path / 'mlm'}: config.json names architectures ['BertForMaskedLM']; edgeft exports models with a "
+         f"sequence- or token-classification or question-answering head (e.g. BertForSequenceClassification). "
+         f"Fine-tune with `edgeft train` first."),
         (models["bert", "text-classification"], ExportConfig(max_length=512), ConfigError,
          f"--max-length 512 exceeds what {models['bert', 'text-classification']} can take (128 tokens); use "
          f"--max-length 128 or less."),
@@ -308,6 +309,10 @@ def test_training_metrics_fill_base_model_and_fingerprint(tmp_path):
 
     (tmp_path / "metrics.json").write_text(json.dumps({"model": "all-MiniLM-L6-v2 (embedded)",
                                                        "data_fingerprint": "ab12"}))
-    assert _training_info(tmp_path) == {"base_model": "all-MiniLM-L6-v2 (embedded)", "data_fingerprint": "ab12"}
+    assert _training_info(tmp_path) == {"base_model": "all-MiniLM-L6-v2 (embedded)", "data_fingerprint": "ab12",
+                                        "max_length": None, "qa": {}}
+    qa = {"doc_stride": 128, "max_question_tokens": 64, "max_answer_tokens": 30}  # a QA run's windows
+    (tmp_path / "metrics.json").write_text(json.dumps({"model": "m", "max_length": 384, "qa": qa}))
+    assert _training_info(tmp_path)["qa"] == qa and _training_info(tmp_path)["max_length"] == 384
     (tmp_path / "metrics.json").write_text("{broken")
     assert _training_info(tmp_path) == {}
