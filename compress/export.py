@@ -183,7 +183,9 @@ def load_model(model_dir: str | Path, max_length: int | None = None, attn_implem
         try:
             config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
         except (ValueError, OSError) as e:
-            raise ModelError(f"{model_dir}/config.json cannot be read: {str(e).splitlines()[0]}") from None
+            remote = (" It points at Python code in the folder (auto_map); export never runs a model folder's "
+                      "code (no trust_remote_code): use an architecture transformers ships.") if "custom code" in str(e) else ""
+            raise ModelError(f"{model_dir}/config.json cannot be read: {str(e).splitlines()[0]}{remote}") from None
         task = detect_task(model_dir, config)
         auto_class = getattr(transformers, TASK_HEADS[task][1])
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}

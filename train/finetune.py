@@ -167,7 +167,9 @@ def load_model(model_path: str, task: str, labels: list[str], cfg: TrainConfig):
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=remote,
                                                   **({"add_prefix_space": True} if needs_prefix_space else {}))
     except (OSError, ValueError, KeyError) as e:
-        raise ModelError(f"cannot load {model_path!r} as a model: {str(e).splitlines()[0]}") from None
+        remote = (" Its config.json points at Python code in the folder (auto_map): edgeft runs such code only "
+                  "with --trust-remote-code, once you have read it.") if "custom code" in str(e) else ""
+        raise ModelError(f"cannot load {model_path!r} as a model: {str(e).splitlines()[0]}{remote}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"{model_path}: edgeft needs a fast (tokenizers-backed) tokenizer for offsets and export.")
     if tokenizer.pad_token is None:  # GPT-2 and other decoders ship without one
