@@ -163,13 +163,19 @@ def text_model(wp: WordPiece, classifier_bytes: bytes, inputs: list[str], logits
         [helper.make_tensor_value_info(TOKEN_IDS, TensorProto.INT64, ["seq"])]
         + [helper.make_tensor_value_info(f"{name}_batch", TensorProto.INT64, [1, "seq"]) for name in inputs],
         [onnx.numpy_helper.from_array(np.array([0], np.int64), "batch_axis")])
-    front = helper.make_model(graph, opset_imports=list(tok.opset_import), ir_version=classifier.ir_version)
+    opsets = [helper.make_opsetid("" if o.domain == "ai.onnx" else o.domain, o.version) for o in tok.opset_import]
+    front = helper.make_model(graph, opset_imports=opsets, ir_version=classifier.ir_version)
     merged = compose.merge_models(front, classifier, io_map=[(f"{name}_batch", name) for name in inputs],
                                   outputs=[logits, TOKEN_IDS], producer_name="edgeft")
     if logits != LOGITS:
         for n in merged.graph.node:
             n.output[:] = [LOGITS if o == logits else o for o in n.output]
         next(o for o in merged.graph.output if o.name == logits).name = LOGITS
+    versions = {}  # merge_models repeats the default domain when both models import it
+    for o in merged.opset_import:
+        versions[o.domain] = max(o.version, versions.get(o.domain, 0))
+    del merged.opset_import[:]
+    merged.opset_import.extend(helper.make_opsetid(domain, v) for domain, v in versions.items())
     outputs = sorted((copy.deepcopy(o) for o in merged.graph.output), key=lambda o: o.name != LOGITS)  # logits first
     del merged.graph.output[:]
     merged.graph.output.extend(outputs)

@@ -46,6 +46,10 @@ def test_assets_are_a_verified_bundle_with_a_string_in_model(assets, cls_bundle)
     session = text_session(str(assets / "text_model.onnx"))
     assert [(i.name, i.type, i.shape) for i in session.get_inputs()] == [("text", "tensor(string)", [1])]
     assert [o.name for o in session.get_outputs()] == ["logits", "token_ids"]
+    import onnx
+
+    imports = [(o.domain, o.version) for o in onnx.load(str(assets / "text_model.onnx")).opset_import]
+    assert sorted(imports) == [("", 18), ("ai.onnx.contrib", 1)]  # each domain imported once
     assert p.predict(["a gripping film"])[0].scores == Predictor.load(cls_bundle).predict(["a gripping film"])[0].scores
 
 

@@ -41,19 +41,22 @@ RAW_MISMATCHES = {"minilm": 21, "tiny": 11}
 STOCK_MISMATCHES = 34  # MiniLM through gen_processing_models' defaults: strip_accents=0, no truncation
 
 
-@pytest.fixture(scope="module", params=["tiny", "minilm"])
-def tokenizer(request) -> tuple[str, str]:
-    """(name, tokenizer.json text): the tiny WordPiece, or MiniLM's read from the embedded model's zip."""
-    if request.param == "tiny":
-        return "tiny", tokenizer_json()
+def minilm_tokenizer() -> str:
+    """MiniLM's tokenizer.json, read from the embedded model's zip (no extraction)."""
     from edgeft.errors import ModelError
     from edgeft.train.model_source import embedded_zip
 
     try:
         with zipfile.ZipFile(embedded_zip()) as z:
-            return "minilm", z.read("tokenizer.json").decode("utf-8")
+            return z.read("tokenizer.json").decode("utf-8")
     except ModelError as e:  # the package is a set-up step of the README, not a dependency
         pytest.skip(f"embedded MiniLM not installed: {e}")
+
+
+@pytest.fixture(scope="module", params=["tiny", "minilm"])
+def tokenizer(request) -> tuple[str, str]:
+    """(name, tokenizer.json text): the tests' tiny WordPiece, or MiniLM's."""
+    return (request.param, tokenizer_json() if request.param == "tiny" else minilm_tokenizer())
 
 
 def hf_ids(tokenizer_text: str, max_length: int | None) -> list[list[int]]:
@@ -85,15 +88,13 @@ def test_app_path_equals_hf_except_the_listed_sentences(tokenizer):
     assert len(cut) >= 4 and all(ids[-1] == wp.vocab.index(wp.sep) for ids in cut)
 
 
-def test_the_stock_conversion_breaks_accented_text(tokenizer, tmp_path):
+def test_the_stock_conversion_breaks_accented_text(tmp_path):
     """The trap: gen_processing_models reads MiniLM's strip_accents=null as 0, and never truncates."""
-    name, text = tokenizer
-    if name != "minilm":
-        pytest.skip("measured on the MiniLM vocabulary")
     from onnxruntime_extensions import gen_processing_models
     from transformers import BertTokenizer
 
-    vocab = read_wordpiece(text, name).vocab
+    text = minilm_tokenizer()
+    vocab = read_wordpiece(text, "minilm").vocab
     (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     hf = BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=True, strip_accents=None)  # MiniLM's config
     session = text_session(gen_processing_models(hf, pre_kwargs={})[0].SerializeToString())
