@@ -43,6 +43,18 @@ DISTINCT_BATCHES = 16  # inputs cycle through this many different batches (real 
 SAMPLE = ("edgeft", "samples/sst2_test.jsonl")  # package data: the GLUE SST-2 dev sentences
 FALLBACK_TEXTS = ["the film is a delight from start to finish .", "a dull , lifeless and overlong mess .",
                   "I lost my card yesterday, can you block it?", "Meet me at the Eiffel Tower in Paris on Monday."]
+ARM_CORES = {"0xd03": "Cortex-A53", "0xd05": "Cortex-A55", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
+             "0xd0b": "Cortex-A76", "0xd0c": "Neoverse-N1", "0xd41": "Cortex-A78", "0xd40": "Neoverse-V1",
+             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd4f": "Neoverse-V2", "0xd81": "Cortex-A720"}
+FALLBACK_PAIRS = [  # question answering without --data: SQuAD-like paragraphs
+    ("Which team won Super Bowl 50?", "Super Bowl 50 was an American football game to determine the champion of the "
+     "National Football League (NFL) for the 2015 season. The American Football Conference (AFC) champion Denver "
+     "Broncos defeated the National Football Conference (NFC) champion Carolina Panthers 24–10 to earn their third "
+     "Super Bowl title. The game was played on February 7, 2016, at Levi's Stadium in the San Francisco Bay Area at "
+     "Santa Clara, California."),
+    ("When was the University of Melbourne founded?", "Victoria includes eight public universities, with the oldest, "
+     "the University of Melbourne, having been founded in 1853. The Melbourne Cricket Ground is the largest stadium "
+     "in Australia, and the host of the 1956 Summer Olympics and the 2006 Commonwealth Games.")]
 ISA_FLAGS = re.compile(r"^(sse4_2|avx|avx2|fma|f16c|avx512\w*|avx_vnni\w*|amx\w*|asimd\w*|neon|fphp|i8mm|bf16|sve\w*)$")
 
 
@@ -54,6 +66,7 @@ class ModelSpec:
     kind: str  # "bundle" | "pytorch"
     path: str
     size_bytes: int  # model weights on disk: model.onnx, or the HF folder's *.safetensors/*.bin
+    task: str = ""  # a bundle's task: question answering is timed on (question, context) pairs
 
 
 def parse_list(text: str, flag: str, allow_real: bool = False) -> list:
@@ -80,7 +93,8 @@ def model_specs(bundles: list[Path], pytorch: Path | None) -> list[ModelSpec]:
     specs = []
     for path in bundles:
         b = load_bundle(path)
-        specs.append(ModelSpec(Path(path).name.removesuffix(".zip"), "bundle", str(path), b.sizes[b.manifest.model_file]))
+        specs.append(ModelSpec(Path(path).name.removesuffix(".zip"), "bundle", str(path), b.sizes[b.manifest.model_file],
+                               b.manifest.task))
     if pytorch is not None:
         import importlib.util
 
@@ -126,7 +140,7 @@ def run_bench(specs: list[ModelSpec], threads: list[int], batches: list[int], se
     """
     if runs < 1 or warmup < 0:
         raise errors.ConfigError(f"--runs must be ≥ 1 and --warmup ≥ 0 (got {runs}, {warmup})")
-    texts = sample_texts(data)
+    texts = sample_texts(data, qa=any(s.task == "question-answering" for s in specs))
     skipped = [s for s in seq_lens if s != "real" and s > max_length]
     configs = [(b, s) for b in batches for s in seq_lens if s not in skipped]
     models = [{"name": s.name, "kind": s.kind, "path": s.path, "size_bytes": s.size_bytes, "cold": {}} for s in specs]
@@ -214,12 +228,20 @@ class Worker:
         self.log.close()
 
 
-def sample_texts(data: Path | None) -> list[str]:
+def sample_texts(data: Path | None, qa: bool = False) -> list:
     """Sentences for the 'real' length: --data (.jsonl 'text'/'tokens', .txt lines, .csv/.tsv 'text'),
-    else the shipped SST-2 test sample, else a few built-in sentences."""
+    else the shipped SST-2 test sample, else a few built-in sentences. For question answering,
+    (question, context) pairs: of a SQuAD --data file, else a few built-in ones (each is timed as
+    one model call on its first window, question + context ≤ max_length tokens)."""
     import csv
 
     from importlib.resources import files
+
+    if qa:
+        from edgeft.data import read_dataset
+
+        return [ex.pair for ex in read_dataset(data, task="question-answering").examples[:2000]] if data \
+            else FALLBACK_PAIRS
 
     path = Path(data) if data else Path(str(files(SAMPLE[0]).joinpath(SAMPLE[1])))
     if not path.is_file():
@@ -246,24 +268,33 @@ def sample_texts(data: Path | None) -> list[str]:
     return texts
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, ISA flags that matter for INT8 kernels, cores, OS and Python."""
+def machine_info(cpuinfo: str = "/proc/cpuinfo", board_file: str = "/proc/device-tree/model") -> dict[str, Any]:
+    """CPU model, board (Raspberry Pi and other device-tree boards), ISA flags that matter for INT8
+    kernels, cores, OS and Python. (The paths are parameters for tests.)"""
     from edgeft.runtime.predictor import physical_cores
 
-    model, flags = platform.processor() or platform.machine(), set()
+    found, flags = {}, set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path(cpuinfo).read_text().splitlines():
             key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key in ("model name", "hardware", "cpu model") and value.strip():
-                model = value.strip()
-            elif key in ("flags", "features"):
+            key, value = key.strip().lower(), value.strip()
+            if key in ("flags", "features"):
                 flags |= {f for f in value.split() if ISA_FLAGS.match(f)}
+            elif value:
+                found.setdefault(key, value)  # the first processor's values
     except OSError:
         pass
-    return {"cpu": model, "isa": sorted(flags), "logical_cores": os.cpu_count(), "physical_cores": physical_cores(),
-            "arch": platform.machine(), "os": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version()}
+    try:  # "Raspberry Pi 5 Model B Rev 1.0" on a Pi, whatever its kernel prints in /proc/cpuinfo
+        board = Path(board_file).read_text().strip("\x00\n ")
+    except (OSError, UnicodeDecodeError):  # a Pi kernel also prints "Model: …"; x86 a numeric model number
+        board = "" if found.get("model", "0").isdigit() else found["model"]
+    # ARM kernels print no "model name"; the core is in "CPU part" (0xd08 = Cortex-A72, as in a Pi 4)
+    core = ARM_CORES.get(found.get("cpu part", ""), "")
+    cpu = (found.get("model name") or found.get("cpu model") or core or found.get("hardware")
+           or platform.processor() or platform.machine())
+    return {"cpu": cpu, "board": board, "isa": sorted(flags), "logical_cores": os.cpu_count(),
+            "physical_cores": physical_cores(), "arch": platform.machine(),
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
 
 
 def _version(pkg: str) -> str:
@@ -273,51 +304,78 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
-def render(report: dict[str, Any]) -> str:
-    """The table: one line per model and configuration; 'speedup' = first model's p50 / this p50."""
+def table(header: list[str], rows: list[list], markdown: bool = False) -> str:
+    """Aligned columns (the first left, the others right), or a GitHub markdown table."""
+    cells = [[str(c) for c in row] for row in [header, *rows]]
+    if markdown:
+        rule = "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"
+        return "\n".join(["| " + " | ".join(cells[0]) + " |", rule, *("| " + " | ".join(r) + " |" for r in cells[1:])])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                     for r in cells)
+
+
+def describe_machine(report: dict[str, Any]) -> str:
+    """One line: board, CPU, arch, cores and the onnxruntime that produced the numbers."""
+    m = report["machine"]
+    board = f"{m['board']}, " if m.get("board") else ""
+    return (f"{board}{m['cpu']} ({m['arch']}, {m['logical_cores']} cores), "
+            f"onnxruntime {report.get('versions', {}).get('onnxruntime', '?')}, python {m.get('python', '?')}")
+
+
+def render(report: dict[str, Any], markdown: bool = False) -> str:
+    """The tables: one line per model and configuration ('speedup' = first model's p50 / this p50),
+    then load time, cold start and peak memory. ``markdown``: a report to paste into an issue or README."""
     ref = {(r["threads"], r["batch"], str(r["seq_len"])): r["p50_ms"] for r in report["rows"]
            if r["model"] == report["models"][0]["name"]}
-    width = max(len(m["name"]) for m in report["models"]) + 2
-    lines = [f"{'model':<{width}}threads batch  seq     p50 ms   p90 ms   p99 ms  mean ms     seq/s  speedup"]
-    for r in report["rows"]:
-        key = (r["threads"], r["batch"], str(r["seq_len"]))
-        lines.append(f"{r['model']:<{width}}{r['threads']:>7} {r['batch']:>5} {r['seq_len']!s:>4} {r['p50_ms']:>10.2f} "
-                     f"{r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['mean_ms']:>8.2f} {r['throughput']:>9.1f}  "
-                     f"×{ref[key] / r['p50_ms']:.2f}")
-    lines += ["", f"{'model':<{width}}threads  size MB  load ms  first prediction ms  peak RSS MB"]
-    for m in report["models"]:
-        for t, c in m["cold"].items():
-            lines.append(f"{m['name']:<{width}}{t:>7} {m['size_bytes'] / 1e6:>8.2f} {c['load_ms']:>8.1f} "
-                         f"{c['first_prediction_ms']:>20.1f} {c.get('peak_rss_mb', float('nan')):>12.1f}")
-    lines += [f"note: skipped {s}" for s in report.get("skipped", [])]
-    return "\n".join(lines)
+    rows = [[r["model"], r["threads"], r["batch"], r["seq_len"], f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+             f"{r['p99_ms']:.2f}", f"{r['mean_ms']:.2f}", f"{r['throughput']:.1f}",
+             f"×{ref[(r['threads'], r['batch'], str(r['seq_len']))] / r['p50_ms']:.2f}"] for r in report["rows"]]
+    cold = [[m["name"], t, f"{m['size_bytes'] / 1e6:.2f}", f"{c['load_ms']:.1f}", f"{c['first_prediction_ms']:.1f}",
+             f"{c.get('peak_rss_mb', float('nan')):.1f}"] for m in report["models"] for t, c in m["cold"].items()]
+    parts = [table(["model", "threads", "batch", "seq", "p50 ms", "p90 ms", "p99 ms", "mean ms", "seq/s", "speedup"],
+                   rows, markdown),
+             table(["model", "threads", "size MB", "load ms", "first prediction ms", "peak RSS MB"], cold, markdown),
+             "\n".join(f"note: skipped {s}" for s in report.get("skipped", []))]
+    if markdown:
+        st = report.get("settings", {})
+        parts.insert(0, f"# edgeft bench\n\n- machine: {describe_machine(report)}\n- settings: {st.get('runs')} runs "
+                        f"after {st.get('warmup')} warm-up per configuration, sentences: {st.get('data')}; "
+                        "latency = one model call on pre-tokenized input, ms per batch")
+    return "\n\n".join(p for p in parts if p)
 
 
-def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """Two bench reports side by side (e.g. one bundle on two machines), matched by model position
-    and configuration; 'b/a' < 1 means b is faster."""
-    def rows(rep: dict) -> dict:
-        index = {m["name"]: i for i, m in enumerate(rep["models"])}
+def compare(a: dict[str, Any], b: dict[str, Any], markdown: bool = False) -> str:
+    """Two bench reports side by side (e.g. one bundle on a Pi and on a laptop): rows matched by model
+    name and configuration, or by model position when the two reports share no name; 'b/a' < 1 means
+    b is faster."""
+    by_name = bool({m["name"] for m in a["models"]} & {m["name"] for m in b["models"]})
+
+    def keyed(rep: dict) -> dict:
+        index = {m["name"]: (m["name"] if by_name else i) for i, m in enumerate(rep["models"])}
         return {(index[r["model"]], r["threads"], r["batch"], str(r["seq_len"])): r for r in rep["rows"]}
 
-    ra, rb = rows(a), rows(b)
-    lines = [f"a: {a['machine']['cpu']} ({a['machine']['arch']}), b: {b['machine']['cpu']} ({b['machine']['arch']})",
-             f"{'model (a | b)':<36}threads batch  seq   a p50 ms   b p50 ms    b/a"]
+    def ms(row: dict | None, field: str) -> str:
+        return f"{row[field]:.2f}" if row else "—"
+
+    ra, rb = keyed(a), keyed(b)
+    rows = []
     for key in [*ra, *(k for k in rb if k not in ra)]:  # a's order, then what only b has
         x, y = ra.get(key), rb.get(key)
-        name = f"{(x or y)['model']} | {y['model'] if y else '—'}"[:35]
-        pa = f"{x['p50_ms']:.2f}" if x else "—"
-        pb = f"{y['p50_ms']:.2f}" if y else "—"
-        ratio = f"{y['p50_ms'] / x['p50_ms']:.2f}" if x and y else "—"
-        lines.append(f"{name:<36}{key[1]:>7} {key[2]:>5} {key[3]:>4} {pa:>10} {pb:>10} {ratio:>6}")
-    lines.append("")
-    lines.append(f"{'model (a | b)':<36}threads  a first ms  b first ms  a RSS MB  b RSS MB")
-    for i, (ma, mb) in enumerate(zip(a["models"], b["models"])):
-        for t in ma["cold"].keys() & mb["cold"].keys():
-            ca, cb = ma["cold"][t], mb["cold"][t]
-            lines.append(f"{(ma['name'] + ' | ' + mb['name'])[:35]:<36}{t:>7} {ca['first_prediction_ms']:>11.1f} "
-                         f"{cb['first_prediction_ms']:>11.1f} {ca.get('peak_rss_mb', 0):>9.1f} {cb.get('peak_rss_mb', 0):>9.1f}")
-    return "\n".join(lines)
+        name = (x or y)["model"] if by_name or not (x and y) or x["model"] == y["model"] else f"{x['model']} | {y['model']}"
+        rows.append([name, *key[1:], ms(x, "p50_ms"), ms(y, "p50_ms"), ms(x, "p90_ms"), ms(y, "p90_ms"),
+                     f"{y['p50_ms'] / x['p50_ms']:.2f}" if x and y else "—"])
+    pairs = ([(m, n) for m in a["models"] for n in b["models"] if m["name"] == n["name"]] if by_name
+             else list(zip(a["models"], b["models"])))
+    cold = [[ma["name"] if ma["name"] == mb["name"] else f"{ma['name']} | {mb['name']}", t,
+             f"{ma['cold'][t]['first_prediction_ms']:.1f}", f"{mb['cold'][t]['first_prediction_ms']:.1f}",
+             f"{ma['cold'][t].get('peak_rss_mb', 0):.1f}", f"{mb['cold'][t].get('peak_rss_mb', 0):.1f}"]
+            for ma, mb in pairs for t in ma["cold"] if t in mb["cold"]]
+    head = [f"a: {describe_machine(a)}", f"b: {describe_machine(b)}"]
+    return "\n\n".join([
+        "\n".join(f"- {h}" for h in head) if markdown else "\n".join(head),
+        table(["model", "threads", "batch", "seq", "a p50 ms", "b p50 ms", "a p90 ms", "b p90 ms", "b/a"], rows, markdown),
+        table(["model", "threads", "a first ms", "b first ms", "a RSS MB", "b RSS MB"], cold, markdown)])
 
 
 # ---- worker side: runs in its own process --------------------------------------------------------
@@ -365,7 +423,7 @@ def _load_bundle(args: dict):
     load_ms = (time.perf_counter() - t) * 1000
     p.predict(args["texts"][:1])
     first_ms = (time.time() - args["t0"]) * 1000  # process start → first result
-    session, out = p.session, p.manifest.outputs[:1]
+    session, out = p.session, p.manifest.outputs  # every output (QA: start and end logits)
     return ({"load_ms": load_ms, "first_prediction_ms": first_ms}, lambda feeds: session.run(out, feeds),
             p.tokenizer, p.manifest.inputs, p.manifest.pad_token_id)
 
@@ -388,18 +446,21 @@ def make_feeds(tokenizer, texts: list[str], batch: int, seq, max_length: int, in
     if seq != "real":  # the worker owns this tokenizer: changing its truncation is safe here
         tokenizer.enable_truncation(max_length=seq)
     n = min(DISTINCT_BATCHES, max(1, len(texts) // batch))
-    chosen = [texts[i % len(texts)] for i in range(n * batch)]
-    ids = [e.ids for e in tokenizer.encode_batch(chosen)]
+    chosen = [tuple(t) if isinstance(t, list) else t for t in (texts[i % len(texts)] for i in range(n * batch))]
+    encodings = tokenizer.encode_batch(chosen)  # QA: (question, context) pairs, cut to max_length
+    ids = [e.ids for e in encodings]
     feeds = []
     for b in range(n):
         rows = ids[b * batch:(b + 1) * batch]
         width = seq if seq != "real" else max(len(r) for r in rows)
         input_ids = np.full((batch, width), pad_id, dtype=np.int64)  # (batch, width)
         mask = np.zeros((batch, width), dtype=np.int64)
+        types = np.zeros((batch, width), dtype=np.int64)  # 1 on a QA context
         for r, row in enumerate(rows):
             input_ids[r, :len(row)] = row
             mask[r, :len(row)] = 1
-        arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+            types[r, :len(row)] = encodings[b * batch + r].type_ids
+        arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
         feeds.append({k: arrays[k] for k in inputs})
     tokenizer.enable_truncation(max_length=max_length)
     return feeds
