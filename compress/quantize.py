@@ -464,7 +464,7 @@ def quantize(source_path: str | Path, out: str | Path, cfg: QuantizeConfig,
     from edgeft.compress.bundle_writer import check_output, write_bundle
     from edgeft.compress.evaluate import encode, evaluate_onnx, feeds, load_tokenizer, session, summary
     from edgeft.compress.export import read_labeled
-    from edgeft.data import detect_task, read_dataset
+    from edgeft.data import detect_task, model_input, read_dataset
 
     check_output(out, cfg.zipped)  # a bad --out fails now, not after the search
     target = resolve_target(cfg.target or host_target())
@@ -475,8 +475,7 @@ def quantize(source_path: str | Path, out: str | Path, cfg: QuantizeConfig,
     with tempfile.TemporaryDirectory(prefix="edgeft-quantize-") as tmp:
         work = Path(tmp)
         # The parity check of a model folder needs texts before the model (and its task) is loaded.
-        texts = [ex.text if hasattr(ex, "text") else " ".join(ex.tokens)
-                 for ex in read_dataset(cfg.data, task=detect_task(cfg.data), **columns).examples]
+        texts = [model_input(ex) for ex in read_dataset(cfg.data, task=detect_task(cfg.data), **columns).examples]
         source = open_source(source_path, work, cfg, target, texts, progress)
         m = source.manifest
         ds = read_labeled(cfg.data, m.task, m.labels, **columns)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -113,3 +112,114 @@ def test_runtime_answers_equal_the_pytorch_paths(exported, qa_model, squad):
     assert [(a.answer, a.start, a.end) for a in got] == [(a.answer, a.start, a.end) for a in want]
     assert [a.score for a in got] == pytest.approx([a.score for a in want], rel=1e-4)
     assert all(ex.context[a.start:a.end] == a.answer for ex, a in zip(examples, got))
+
+
+def test_manifest_without_window_settings_is_refused(exported, tmp_path):
+    import shutil
+
+    from bundles import rewrite_manifest
+
+    from edgeft.errors import BundleError
+    from edgeft.runtime.predictor import Predictor
+
+    bundle = shutil.copytree(exported.bundle, tmp_path / "b")
+    rewrite_manifest(bundle, qa={"doc_stride": 21})
+    with pytest.raises(BundleError, match="a question-answering manifest needs qa {doc_stride, max_question_tokens, "
+                                          "max_answer_tokens} as integers"):
+        Predictor.load(bundle)
+
+
+def test_cli_predict_one_pair_and_a_pairs_file(exported, squad, tmp_path):
+    bundle = exported.bundle
+    context = "The Broncos beat the Panthers 24–10 at Levi's Stadium in Santa Clara."
+    result = run("predict", bundle, "--question", "Who won?", "--context", context, "--output", tmp_path / "one.jsonl")
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
+    assert set(row) == {"line", "answer", "score", "start", "end", "truncated"}
+    assert context[row["start"]:row["end"]] == row["answer"] and row["answer"]
+    assert result.stdout.startswith(f"{row['answer']}\t") and "\tWho won?\n" in result.stdout
+    assert "answered 1 question(s) in" in result.stdout
+
+    rows = [json.loads(line) for line in squad.read_text(encoding="utf-8").splitlines()[:5]]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"question": r["question"], "context": r["context"]}) + "\n" for r in rows))
+    result = run("predict", bundle, "--input", pairs, "--output", tmp_path / "out.jsonl", "--chunk", 2)
+    assert result.exit_code == 0, result.output
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [o["line"] for o in out] == [1, 2, 3, 4, 5]
+    assert all(r["context"][o["start"]:o["end"]] == o["answer"] for r, o in zip(rows, out))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["a text"], "answers questions: give --question and --context, or --input pairs.jsonl"),
+    (["--question", "Who?"], "--question and --context go together"),
+    (["--question", "Who?", "--context", "x", "a text"], "give texts as arguments, --question with --context, or one "
+                                                          "--input file"),
+])
+def test_cli_predict_qa_usage_errors(exported, args, message):
+    result = run("predict", exported.bundle, *args)
+    assert result.exit_code == 2 and message in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_cli_eval_reports_exact_match_and_f1_as_export_measured(exported, squad, tmp_path):
+    result = run("eval", exported.bundle, "--data", squad, "--json", tmp_path / "eval.json", "--batch-size", 8)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    fp32 = exported.manifest.metrics["fp32"]  # measured at batch 1 during export: batching must not change answers
+    assert metrics["f1"] == pytest.approx(fp32["f1"]) and metrics["exact_match"] == pytest.approx(fp32["exact_match"])
+    assert result.stdout.startswith(f"f1 {metrics['f1']:.4f}  exact match {metrics['exact_match']:.4f}  on 50 examples")
+
+
+def test_cli_quantize_a_qa_bundle(exported, squad, tmp_path):
+    out = tmp_path / "int8"
+    result = run("quantize", exported.bundle, "--data", squad, "--target", "arm64", "--mode", "dynamic", "--out", out,
+                 "--max-accuracy-drop", 1.0)
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "edgeft.json").read_text())
+    assert m["task"] == "question-answering" and m["qa"] == exported.manifest.qa and m["quantization"]["mode"] == "dynamic"
+    assert {"exact_match", "f1"} <= set(m["metrics"]["variant"]) and {"exact_match", "f1"} <= set(m["metrics"]["fp32"])
+    assert 0 <= m["metrics"]["agreement"] <= 1  # share of answers equal to FP32's
+    from edgeft.runtime.predictor import Predictor
+
+    (answer,) = Predictor.load(out).predict(question="Who won?", context="The Broncos won the game.")
+    assert "The Broncos won the game."[answer.start:answer.end] == answer.answer
+
+
+def test_cli_bench_times_qa_bundles_on_pairs(exported, squad, tmp_path):
+    result = run("bench", exported.bundle, "--threads", 1, "--batch", 1, "--seq-len", "real,64", "--runs", 4,
+                 "--warmup", 1, "--data", squad, "--json", tmp_path / "bench.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["seq_len"] for r in report["rows"]] == ["real", 64] and all(r["p50_ms"] > 0 for r in report["rows"])
+    assert report["models"][0]["cold"]["1"]["first_prediction_ms"] > 0
+    from edgeft.runtime.bench import make_feeds, sample_texts
+    from edgeft.runtime.predictor import Predictor
+
+    pairs = sample_texts(squad, qa=True)
+    assert pairs[0] == tuple(json.loads(squad.read_text().splitlines()[0])[k] for k in ("question", "context"))
+    p = Predictor.load(exported.bundle)
+    (feed,) = make_feeds(p.tokenizer, pairs[:1], 1, "real", MAX_LENGTH, p.manifest.inputs, p.manifest.pad_token_id)
+    assert feed["input_ids"].shape == (1, MAX_LENGTH)  # question + context, cut to the window
+    assert feed["token_type_ids"][0, -2] == 1  # the context segment
+
+
+def test_qa_prediction_runs_without_torch(exported, tmp_path):
+    """The device path (predict with a QA bundle) never imports torch or transformers."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "edgeft", "predict", str(exported.bundle), "--question", "Who won?",
+                           "--context", "The Broncos won."], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "answered 1 question(s)" in proc.stdout

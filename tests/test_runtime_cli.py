@@ -89,7 +89,9 @@ def test_predict_bad_input_rows(cls_bundle, tmp_path, content, message):
 
 
 def test_predict_usage_errors(cls_bundle, tmp_path):
-    assert_user_error(run("predict", cls_bundle), "give texts as arguments or one --input file")
+    assert_user_error(run("predict", cls_bundle), "give texts as arguments, --question with --context, or one --input file")
+    assert_user_error(run("predict", cls_bundle, "--question", "q", "--context", "c"),
+                      "--question/--context are for question-answering bundles")
     assert_user_error(run("predict", tmp_path / "missing", "x"), "bundle not found")
     csv = tmp_path / "in.csv"
     csv.write_text("text\nfine\n")

@@ -18,18 +18,23 @@ def load_for_bench(path: str, threads: int, texts: list[str], max_length: int, t
     """
     import torch
     from tokenizers import Tokenizer
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
     config = AutoConfig.from_pretrained(path)
-    token_cls = any("TokenClassification" in a for a in (config.architectures or []))
-    cls = AutoModelForTokenClassification if token_cls else AutoModelForSequenceClassification
+    heads = {"TokenClassification": "AutoModelForTokenClassification", "QuestionAnswering": "AutoModelForQuestionAnswering"}
+    head = next((cls for key, cls in heads.items() if any(key in a for a in config.architectures or [])),
+                "AutoModelForSequenceClassification")
+    cls = getattr(transformers, head)
     model = cls.from_pretrained(path, use_safetensors=True).eval()
     hf_tok = AutoTokenizer.from_pretrained(path)
     load_ms = (time.perf_counter() - started) * 1000
     with torch.inference_mode():
-        model(**hf_tok(texts[:1], return_tensors="pt", truncation=True, max_length=max_length))
+        first = texts[0] if isinstance(texts[0], str) else tuple(texts[0])  # QA: a (question, context) pair
+        model(**hf_tok(*([first] if isinstance(first, str) else first), return_tensors="pt", truncation=True,
+                       max_length=max_length))
     first_ms = (time.time() - t0) * 1000  # process start → first result
     tok = Tokenizer.from_str(hf_tok.backend_tokenizer.to_str())
     tok.no_padding()

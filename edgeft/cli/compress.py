@@ -17,7 +17,7 @@ import typer
 from edgeft.cli import TEXT_COLUMN, LABEL_COLUMN, TOKENS_COLUMN, TAGS_COLUMN, ZIP, QUIET, app
 from edgeft.errors import require
 
-DATA_HELP = ".csv/.tsv/.jsonl (text + label) or .jsonl/.conll (tokens + BIO tags)."
+DATA_HELP = ".csv/.tsv/.jsonl (text + label), .jsonl/.conll (tokens + BIO tags) or SQuAD .jsonl/.json (QA)."
 
 
 def _progress(quiet: bool):
@@ -73,14 +73,17 @@ def export_command(
                        tags_column=tags_column, zipped=zipped)
     result = export(model_dir, out, cfg, progress=_progress(quiet))
     m, p = result.manifest, result.parity
-    typer.echo(f"  model       {m.architecture} {m.task}, {len(m.labels)} labels, inputs {', '.join(m.inputs)}, "
+    heads = (f"windows with stride {m.qa['doc_stride']}, answers up to {m.qa['max_answer_tokens']} tokens" if m.qa
+             else f"{len(m.labels)} labels")
+    typer.echo(f"  model       {m.architecture} {m.task}, {heads}, inputs {', '.join(m.inputs)}, "
                f"max_length {m.max_length}, opset {m.opset}")
     typer.echo(f"  parity      {len(p.shapes)} shapes (batch x seq: {', '.join(f'{b}x{s}' for b, s in p.shapes)})")
     for line in p.lines():
         typer.echo(f"              {line}")
     if m.metrics:
         v = m.metrics["fp32"]
-        typer.echo(f"  fp32        {v['metric']} {v['value']:.4f} on {v['n']} rows of {data}")
+        em = f" (exact match {v['exact_match']:.4f})" if "exact_match" in v else ""
+        typer.echo(f"  fp32        {v['metric']} {v['value']:.4f}{em} on {v['n']} rows of {data}")
     typer.echo(f"  files       model.onnx {m.files['model.onnx']['size'] / 1e6:.2f} MB, tokenizer.json, edgeft.json")
     diff = max(p.max_abs_diff.values())
     typer.echo(f"exported {result.bundle}: max |Δlogit| {diff:.1e} (atol {p.atol:.0e}), "
