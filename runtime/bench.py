@@ -46,6 +46,15 @@ FALLBACK_TEXTS = ["the film is a delight from start to finish .", "a dull , life
 ARM_CORES = {"0xd03": "Cortex-A53", "0xd05": "Cortex-A55", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
              "0xd0b": "Cortex-A76", "0xd0c": "Neoverse-N1", "0xd41": "Cortex-A78", "0xd40": "Neoverse-V1",
              "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd4f": "Neoverse-V2", "0xd81": "Cortex-A720"}
+FALLBACK_PAIRS = [  # question answering without --data: SQuAD-like paragraphs
+    ("Which team won Super Bowl 50?", "Super Bowl 50 was an American football game to determine the champion of the "
+     "National Football League (NFL) for the 2015 season. The American Football Conference (AFC) champion Denver "
+     "Broncos defeated the National Football Conference (NFC) champion Carolina Panthers 24–10 to earn their third "
+     "Super Bowl title. The game was played on February 7, 2016, at Levi's Stadium in the San Francisco Bay Area at "
+     "Santa Clara, California."),
+    ("When was the University of Melbourne founded?", "Victoria includes eight public universities, with the oldest, "
+     "the University of Melbourne, having been founded in 1853. The Melbourne Cricket Ground is the largest stadium "
+     "in Australia, and the host of the 1956 Summer Olympics and the 2006 Commonwealth Games.")]
 ISA_FLAGS = re.compile(r"^(sse4_2|avx|avx2|fma|f16c|avx512\w*|avx_vnni\w*|amx\w*|asimd\w*|neon|fphp|i8mm|bf16|sve\w*)$")
 
 
@@ -57,6 +66,7 @@ class ModelSpec:
     kind: str  # "bundle" | "pytorch"
     path: str
     size_bytes: int  # model weights on disk: model.onnx, or the HF folder's *.safetensors/*.bin
+    task: str = ""  # a bundle's task: question answering is timed on (question, context) pairs
 
 
 def parse_list(text: str, flag: str, allow_real: bool = False) -> list:
@@ -83,7 +93,8 @@ def model_specs(bundles: list[Path], pytorch: Path | None) -> list[ModelSpec]:
     specs = []
     for path in bundles:
         b = load_bundle(path)
-        specs.append(ModelSpec(Path(path).name.removesuffix(".zip"), "bundle", str(path), b.sizes[b.manifest.model_file]))
+        specs.append(ModelSpec(Path(path).name.removesuffix(".zip"), "bundle", str(path), b.sizes[b.manifest.model_file],
+                               b.manifest.task))
     if pytorch is not None:
         import importlib.util
 
@@ -129,7 +140,7 @@ def run_bench(specs: list[ModelSpec], threads: list[int], batches: list[int], se
     """
     if runs < 1 or warmup < 0:
         raise errors.ConfigError(f"--runs must be ≥ 1 and --warmup ≥ 0 (got {runs}, {warmup})")
-    texts = sample_texts(data)
+    texts = sample_texts(data, qa=any(s.task == "question-answering" for s in specs))
     skipped = [s for s in seq_lens if s != "real" and s > max_length]
     configs = [(b, s) for b in batches for s in seq_lens if s not in skipped]
     models = [{"name": s.name, "kind": s.kind, "path": s.path, "size_bytes": s.size_bytes, "cold": {}} for s in specs]
@@ -217,12 +228,20 @@ class Worker:
         self.log.close()
 
 
-def sample_texts(data: Path | None) -> list[str]:
+def sample_texts(data: Path | None, qa: bool = False) -> list:
     """Sentences for the 'real' length: --data (.jsonl 'text'/'tokens', .txt lines, .csv/.tsv 'text'),
-    else the shipped SST-2 test sample, else a few built-in sentences."""
+    else the shipped SST-2 test sample, else a few built-in sentences. For question answering,
+    (question, context) pairs: of a SQuAD --data file, else a few built-in ones (each is timed as
+    one model call on its first window, question + context ≤ max_length tokens)."""
     import csv
 
     from importlib.resources import files
+
+    if qa:
+        from edgeft.data import read_dataset
+
+        return [ex.pair for ex in read_dataset(data, task="question-answering").examples[:2000]] if data \
+            else FALLBACK_PAIRS
 
     path = Path(data) if data else Path(str(files(SAMPLE[0]).joinpath(SAMPLE[1])))
     if not path.is_file():
@@ -404,7 +423,7 @@ def _load_bundle(args: dict):
     load_ms = (time.perf_counter() - t) * 1000
     p.predict(args["texts"][:1])
     first_ms = (time.time() - args["t0"]) * 1000  # process start → first result
-    session, out = p.session, p.manifest.outputs[:1]
+    session, out = p.session, p.manifest.outputs  # every output (QA: start and end logits)
     return ({"load_ms": load_ms, "first_prediction_ms": first_ms}, lambda feeds: session.run(out, feeds),
             p.tokenizer, p.manifest.inputs, p.manifest.pad_token_id)
 
@@ -427,18 +446,21 @@ def make_feeds(tokenizer, texts: list[str], batch: int, seq, max_length: int, in
     if seq != "real":  # the worker owns this tokenizer: changing its truncation is safe here
         tokenizer.enable_truncation(max_length=seq)
     n = min(DISTINCT_BATCHES, max(1, len(texts) // batch))
-    chosen = [texts[i % len(texts)] for i in range(n * batch)]
-    ids = [e.ids for e in tokenizer.encode_batch(chosen)]
+    chosen = [tuple(t) if isinstance(t, list) else t for t in (texts[i % len(texts)] for i in range(n * batch))]
+    encodings = tokenizer.encode_batch(chosen)  # QA: (question, context) pairs, cut to max_length
+    ids = [e.ids for e in encodings]
     feeds = []
     for b in range(n):
         rows = ids[b * batch:(b + 1) * batch]
         width = seq if seq != "real" else max(len(r) for r in rows)
         input_ids = np.full((batch, width), pad_id, dtype=np.int64)  # (batch, width)
         mask = np.zeros((batch, width), dtype=np.int64)
+        types = np.zeros((batch, width), dtype=np.int64)  # 1 on a QA context
         for r, row in enumerate(rows):
             input_ids[r, :len(row)] = row
             mask[r, :len(row)] = 1
-        arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+            types[r, :len(row)] = encodings[b * batch + r].type_ids
+        arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
         feeds.append({k: arrays[k] for k in inputs})
     tokenizer.enable_truncation(max_length=max_length)
     return feeds

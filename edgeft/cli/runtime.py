@@ -30,34 +30,49 @@ THREADS_HELP = "onnxruntime intra-op threads (default: physical cores, at most 4
         '  edgeft predict runs/bundle "a gripping, beautiful film" "dull"\n\n'
         "  edgeft predict runs/bundle --input reviews.jsonl --output predictions.jsonl\n\n"
         "  tail -n 0 -F inbox.txt | edgeft predict runs/bundle --input - --chunk 1   # lines as they arrive\n\n"
+        '  edgeft predict runs/qa --question "Who won?" --context "The Broncos beat the Panthers 24-10."\n\n'
+        "  edgeft predict runs/qa --input pairs.jsonl   # rows {\"question\", \"context\"}\n\n"
         "Output rows: {\"line\", \"label\", \"score\", \"scores\", \"truncated\"}; NER: {\"line\", \"entities\": "
-        "[{\"label\", \"score\", \"start\", \"end\", \"text\"}], \"truncated\"} with character offsets."
+        "[{\"label\", \"score\", \"start\", \"end\", \"text\"}], \"truncated\"} with character offsets; QA: "
+        "{\"line\", \"answer\", \"score\", \"start\", \"end\", \"truncated\"} (start/end: characters of the context)."
     ),
 )
 def predict_command(
     bundle: Path = typer.Argument(..., help=BUNDLE_HELP),
     texts: Optional[list[str]] = typer.Argument(None, help="Texts to classify (or use --input)."),
     input: Optional[Path] = typer.Option(None, "--input", "-i",
-                                         help=".jsonl (rows with a 'text' field) or .txt (one text per line), "
-                                              "streamed in chunks: any size, constant memory. '-': stdin, "
-                                              "one text per line."),
+                                         help=".jsonl (rows with a 'text' field; QA: 'question' and 'context') "
+                                              "or .txt (one text per line), streamed in chunks: any size, constant "
+                                              "memory. '-': stdin, one text (QA: one JSON row) per line."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Write one JSON object per line here (default with --input: stdout)."),
     batch_size: int = typer.Option(32, help="Texts per model call (dynamic padding within a batch)."),
     chunk: int = typer.Option(512, help="Texts read from --input per step (memory stays constant); "
                                          "--chunk 1 answers each stdin line as soon as it arrives."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+    question: Optional[str] = typer.Option(None, "--question", help="QA bundles: the question (with --context)."),
+    context: Optional[str] = typer.Option(None, "--context", help="QA bundles: the text to find the answer in."),
 ):
-    """Label texts (classification) or find their entities (NER) with a bundle."""
+    """Label texts (classification), find their entities (NER) or answer questions (QA) with a bundle."""
     from edgeft.runtime.predictor import Predictor
 
-    if bool(texts) == bool(input):
-        raise ConfigError("give texts as arguments or one --input file (not both, not neither)")
+    pair = question is not None or context is not None
+    if bool(texts) + bool(input) + pair != 1:
+        raise ConfigError("give texts as arguments, --question with --context, or one --input file (one of them)")
+    if pair and (question is None or context is None):
+        raise ConfigError("--question and --context go together")
     if chunk < 1:
         raise ConfigError(f"--chunk must be ≥ 1, not {chunk}")
     predictor = Predictor.load(bundle, threads=threads, batch_size=batch_size)
+    if predictor.is_qa and texts:
+        raise ConfigError(f"{bundle} answers questions: give --question and --context, or --input pairs.jsonl "
+                          f"(rows with 'question' and 'context')")
+    if pair and not predictor.is_qa:
+        raise ConfigError(f"--question/--context are for question-answering bundles; {bundle} does "
+                          f"{predictor.manifest.task}: give texts")
     t0 = time.perf_counter()
-    if texts:
+    if texts or pair:
+        texts = [(question, context)] if pair else texts
         results = predictor.predict(texts)
         out = open(output, "w", encoding="utf-8") if output else None
         try:
@@ -73,8 +88,10 @@ def predict_command(
         count, truncated = _predict_file(predictor, input, output, chunk)
     seconds = time.perf_counter() - t0
     where = f" → {output}" if output else ""
-    typer.echo(f"predicted {count} text(s) in {seconds:.2f} s ({count / max(seconds, 1e-9):.0f}/s); "
-               f"{truncated} truncated to {predictor.manifest.max_length} tokens{where}", err=bool(input))
+    cut = (f"{truncated} question(s) cut to {predictor.manifest.qa['max_question_tokens']} tokens" if predictor.is_qa
+           else f"{truncated} truncated to {predictor.manifest.max_length} tokens")
+    typer.echo(f"{'answered' if predictor.is_qa else 'predicted'} {count} {'question' if predictor.is_qa else 'text'}(s) "
+               f"in {seconds:.2f} s ({count / max(seconds, 1e-9):.0f}/s); {cut}{where}", err=bool(input))
 
 
 def _predict_file(predictor, path: Path, output: Optional[Path], chunk: int) -> tuple[int, int]:
@@ -84,6 +101,8 @@ def _predict_file(predictor, path: Path, output: Optional[Path], chunk: int) -> 
         raise DataError(f"--input {path}: no such file")
     if not stdin and path.suffix.lower() not in (".jsonl", ".txt"):
         raise DataError(f"--input {path}: use a .jsonl file (rows with a 'text' field) or a .txt file (one text per line)")
+    if not stdin and predictor.is_qa and path.suffix.lower() != ".jsonl":
+        raise DataError(f"--input {path}: a question-answering bundle reads .jsonl rows with 'question' and 'context'")
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     count = truncated = 0
     try:
@@ -95,7 +114,8 @@ def _predict_file(predictor, path: Path, output: Optional[Path], chunk: int) -> 
             for n, line in enumerate(raw, 1):  # a pipe yields each line as soon as it is complete
                 if bar is not None:
                     bar.update(len(line))
-                item = _read_row(Path("<stdin>") if stdin else path, n, line, txt=stdin)
+                item = _read_row(Path("<stdin>") if stdin else path, n, line, txt=stdin and not predictor.is_qa,
+                                 qa=predictor.is_qa)
                 if item is not None:
                     batch.append((n, item))
                 if len(batch) >= chunk:
@@ -109,8 +129,9 @@ def _predict_file(predictor, path: Path, output: Optional[Path], chunk: int) -> 
     return count, truncated
 
 
-def _read_row(path: Path, n: int, line: bytes, txt: bool = False) -> Optional[str]:
-    """One input line → its text (None for a blank JSONL line); DataError naming file:line otherwise."""
+def _read_row(path: Path, n: int, line: bytes, txt: bool = False, qa: bool = False):
+    """One input line → its text, or (question, context) for QA (None for a blank JSONL line);
+    DataError naming file:line otherwise."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -123,6 +144,10 @@ def _read_row(path: Path, n: int, line: bytes, txt: bool = False) -> Optional[st
         row = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
+    if qa:
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("question", "context")):
+            raise DataError(f"{path}:{n}: expected an object with string fields 'question' and 'context'")
+        return row["question"], row["context"]
     if not isinstance(row, dict) or not isinstance(row.get("text"), str):
         raise DataError(f"{path}:{n}: expected an object with a string field 'text'")
     return row["text"]
@@ -138,8 +163,14 @@ def _flush(predictor, batch: list[tuple[int, str]], out) -> int:
     return sum(r.truncated for r in results)
 
 
-def _describe(text: str, result) -> str:
-    """One human-readable line per text (entities on indented lines below it)."""
+def _describe(text, result) -> str:
+    """One human-readable line per text (entities on indented lines below it); QA: the answer, its
+    score and character span, then the question."""
+    if isinstance(text, tuple):  # (question, context)
+        question = text[0] if len(text[0]) <= 60 else text[0][:57] + "…"
+        found = f"{result.answer}\t{result.score:.4f}\t{result.start}-{result.end}" if result.start is not None \
+            else "(no answer)"
+        return f"{found}\t{question}" + ("  (question cut)" if result.truncated else "")
     short = text if len(text) <= 60 else text[:57] + "…"
     cut = "  (truncated)" if result.truncated else ""
     if hasattr(result, "label"):
@@ -154,8 +185,9 @@ def _describe(text: str, result) -> str:
 )
 def eval_command(
     bundle: Path = typer.Argument(..., help=BUNDLE_HELP),
-    data: Path = typer.Option(..., "--data", help="Labeled test file: .csv/.tsv/.jsonl (text + label) or "
-                                                  ".jsonl/.conll (tokens + BIO tags) for NER bundles."),
+    data: Path = typer.Option(..., "--data", help="Labeled test file: .csv/.tsv/.jsonl (text + label), "
+                                                  ".jsonl/.conll (tokens + BIO tags) for NER bundles, or SQuAD "
+                                                  ".jsonl/.json for QA bundles."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here as JSON."),
     text_column: str = TEXT_COLUMN,
     label_column: str = LABEL_COLUMN,
@@ -163,7 +195,7 @@ def eval_command(
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count bad rows instead of stopping."),
 ):
-    """Score a bundle on a labeled file with the same metrics as training (accuracy/macro-F1, entity F1)."""
+    """Score a bundle on a labeled file with the same metrics as training (accuracy/macro-F1, entity F1, SQuAD EM/F1)."""
     from edgeft.metrics import headline
     from edgeft.runtime.evaluate import evaluate
     from edgeft.runtime.predictor import Predictor
@@ -173,7 +205,8 @@ def eval_command(
     if json_out:
         _write_json(json_out, metrics)
     name, value = headline(metrics)
-    other = (f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}" if name == "f1"
+    other = (f"exact match {metrics['exact_match']:.4f}" if "exact_match" in metrics
+             else f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}" if name == "f1"
              else f"macro-F1 {metrics['macro_f1']:.4f}")
     where = f" → {json_out}" if json_out else ""
     typer.echo(f"{name} {value:.4f}  {other}  on {metrics['n']} examples ({metrics['truncated']} truncated, "
