@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Label texts with a bundle on the device: `edgeft predict` from the venv install.sh made.
+#
+#   pi/run.sh ~/bundle "a gripping film" "dull"                 # texts → label, score, text (one line each)
+#   pi/run.sh ~/bundle --input reviews.txt --output out.jsonl   # a file: .txt (a text per line) or .jsonl ({"text": …})
+#   journalctl -f -o cat | pi/run.sh ~/bundle -                 # stdin: a JSON line out per line in, as lines arrive
+#   pi/run.sh ~/bundle --follow /var/lib/edgeft/inbox.txt       # lines appended to a file, until stopped
+#                                                                 (the systemd example: edgeft-classify.service)
+# Output lines (files, stdin, --follow): {"line", "label", "score", "scores", "truncated"}; NER bundles
+# give {"line", "entities": [...], "truncated"}. Any other `edgeft predict` option passes through.
+#
+# Settings: EDGEFT (the edgeft command; default ~/edgeft-venv/bin/edgeft, else edgeft on PATH),
+# THREADS (onnxruntime threads; default: the physical cores, at most 4).
+set -euo pipefail
+
+usage() {
+    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+[ $# -ge 2 ] || usage
+bundle=$1
+shift
+
+edgeft=${EDGEFT:-}
+if [ -z "$edgeft" ]; then
+    if [ -x "${EDGEFT_VENV:-$HOME/edgeft-venv}/bin/edgeft" ]; then
+        edgeft=${EDGEFT_VENV:-$HOME/edgeft-venv}/bin/edgeft
+    elif command -v edgeft >/dev/null; then
+        edgeft=edgeft
+    else
+        echo "run.sh: edgeft not found: run pi/install.sh first, or set EDGEFT=/path/to/edgeft" >&2
+        exit 2
+    fi
+fi
+threads=()
+[ -z "${THREADS:-}" ] || threads=(--threads "$THREADS")
+
+case "$1" in
+    -)  # --chunk 1: answer each line as soon as it is read, not after 512 of them
+        exec "$edgeft" predict "$bundle" --input - --chunk 1 "${threads[@]}" "${@:2}" ;;
+    --follow)
+        [ $# -ge 2 ] || usage
+        # tail -F keeps reading across log rotation; -n 0: only lines written from now on. The model
+        # is loaded once, and edgeft is the process the service manager watches (exec).
+        exec "$edgeft" predict "$bundle" --input - --chunk 1 "${threads[@]}" "${@:3}" < <(exec tail -n 0 -F "$2") ;;
+    *)
+        exec "$edgeft" predict "$bundle" "${threads[@]}" "$@" ;;
+esac
