@@ -128,8 +128,9 @@ def soak_stream(bundle: str | Path, lines: int = 1_000_000, work: Path | None = 
     last = 0.0
     while child.poll() is None:
         try:
-            written = _count_lines(out)
-            samples.append((written, rss_mb(child.pid)))
+            written, rss = _count_lines(out), rss_mb(child.pid)
+            if rss > 0:  # 0: the child has just exited (a zombie has no VmRSS)
+                samples.append((written, rss))
         except (FileNotFoundError, ProcessLookupError):
             pass
         if time.perf_counter() - last > 10:

@@ -380,7 +380,7 @@ def load(folder: Path, words: bool = False):
     from edgeft.compress.distill import task_of
 
     try:
-        config = AutoConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)  # never a prompt, never code
         arch = (config.architectures or [None])[0]
         cls = getattr(transformers, arch or "", None)
         if cls is None:
@@ -388,10 +388,10 @@ def load(folder: Path, words: bool = False):
                              f"models by their architecture.")
         words = words or task_of(config) == "token-classification"
         extra = {"add_prefix_space": True} if words and config.model_type in PREFIX_SPACE_MODELS else {}
-        tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
-        model = cls.from_pretrained(folder, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **extra)
+        model = cls.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
-        raise ModelError(f"cannot load {folder}: {str(e).splitlines()[0]} (trim-vocab reads safetensors only)"
+        raise ModelError(f"cannot load {folder}: {str(e).splitlines()[0]} (trim-vocab reads safetensors only and runs no code from the folder)"
                          ) from None
     return model.eval(), tokenizer
 

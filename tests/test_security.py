@@ -155,13 +155,15 @@ def test_remote_code_never_runs_unless_asked(tiny_models, tmp_path, model_type):
     config.update(model_type=model_type, auto_map={"AutoConfig": "evil_config.EvilConfig"})
     (model / "config.json").write_text(json.dumps(config))
     for command in (["train", "--model", model, "--data", SST2, "--out", tmp_path / "o", "--max-steps", "1"],
-                    ["export", model, "--out", tmp_path / "b"]):
+                    ["export", model, "--out", tmp_path / "b"],
+                    ["trim-vocab", model, "--data", SST2, "--out", tmp_path / "t"]):
         result = runner.invoke(app, [str(a) for a in command])
         assert "Traceback" not in result.output
         assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
         if model_type != "bert":
             assert result.exit_code == 2, result.output
-            assert ("--trust-remote-code" if command[0] == "train" else "no trust_remote_code") in result.output
+            fix = {"train": "--trust-remote-code", "export": "no trust_remote_code", "trim-vocab": "runs no code"}
+            assert fix[command[0]] in result.output, result.output
         assert not marker.exists(), f"`edgeft {command[0]}` ran the model folder's Python code without being asked"
 
 

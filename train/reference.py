@@ -23,13 +23,13 @@ def load_for_bench(path: str, threads: int, texts: list[str], max_length: int, t
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)  # never a prompt, never code
     heads = {"TokenClassification": "AutoModelForTokenClassification", "QuestionAnswering": "AutoModelForQuestionAnswering"}
     head = next((cls for key, cls in heads.items() if any(key in a for a in config.architectures or [])),
                 "AutoModelForSequenceClassification")
     cls = getattr(transformers, head)
-    model = cls.from_pretrained(path, use_safetensors=True).eval()
-    hf_tok = AutoTokenizer.from_pretrained(path)
+    model = cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False).eval()
+    hf_tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     load_ms = (time.perf_counter() - started) * 1000
     with torch.inference_mode():
         first = texts[0] if isinstance(texts[0], str) else tuple(texts[0])  # QA: a (question, context) pair
