@@ -2,6 +2,8 @@
 
     python benchmarks/runtime.py runs/bundle --pytorch runs/ft              # bundle vs its HF model
     python benchmarks/runtime.py runs/int8 runs/fp32 --pytorch runs/ft --repeats 10 --threads 1
+    python benchmarks/runtime.py runs/int8 --pytorch runs/ft --optimum-venv ~/.cache/edgeft/venv-optimum \
+        --optimum-model optimum_int8/model_quantized.onnx     # + Optimum's ORTModel (one process each)
 
 Each repeat starts a fresh Python process per model (one after another, never overlapping) and
 measures, in that process:
@@ -29,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeft.runtime.bench import Worker, machine_info, model_specs, sample_texts
+from edgeft.runtime.bench import ModelSpec, Worker, machine_info, model_specs, sample_texts
 from edgeft.runtime.bundle import load_bundle
 
 HERE = Path(__file__).resolve().parent
@@ -73,6 +75,35 @@ def table(rows: list[dict]) -> str:
                      f" {r['first_prediction_ms_median'] / ref['first_prediction_ms_median']:>14.2f}×"
                      f" {r['peak_rss_mb_median'] / ref['peak_rss_mb_median']:>5.2f}×")
     return "\n".join(lines)
+
+
+OPTIMUM_CHILD = r"""
+import json, resource, sys, time
+t0 = float(sys.argv[3])  # wall clock just before this process was spawned
+from optimum.onnxruntime import ORTModelForSequenceClassification
+from transformers import AutoTokenizer
+t1 = time.time()
+model = ORTModelForSequenceClassification.from_pretrained(sys.argv[1], file_name=sys.argv[2])
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+t2 = time.time()
+model(**tok([sys.argv[4]], return_tensors="pt")).logits.argmax(-1)
+print(json.dumps({"first_prediction_ms": 1000 * (time.time() - t0), "load_ms": 1000 * (t2 - t1),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def optimum_cold_starts(python: Path, model: Path, repeats: int, text: str) -> list[dict]:
+    """Optimum's ``ORTModelForSequenceClassification`` (which imports torch and transformers) in its own
+    venv (Optimum pins transformers < 4.58): process start → first prediction, load, peak RSS."""
+    import subprocess
+
+    runs = []
+    for _ in range(repeats):
+        t0 = time.time()
+        out = subprocess.run([str(python), "-c", OPTIMUM_CHILD, str(model.parent), model.name, str(t0), text],
+                             check=True, capture_output=True, text=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return runs
 
 
 def wall_starts(bundle: Path, repeats: int, text: str) -> dict:
@@ -156,12 +187,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=5, help="fresh processes per model")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (onnxruntime and torch)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "runtime.json")
+    ap.add_argument("--optimum-model", type=Path, help="an .onnx file exported/quantized by Optimum, in its folder "
+                    "(config + tokenizer beside it): adds Optimum's ORTModel as a row")
+    ap.add_argument("--optimum-venv", type=Path, help="the venv with optimum-onnx (see benchmarks/vs_optimum.py)")
     args = ap.parse_args(argv)
 
     specs = model_specs(args.bundles, args.pytorch)
     max_length = load_bundle(args.bundles[0]).manifest.max_length
     t0 = time.perf_counter()
     runs = cold_starts(specs, args.repeats, args.threads, sample_texts(None), max_length)
+    if args.optimum_model:
+        name = f"{args.optimum_model.parent.name} (optimum ORTModel)"
+        runs[name] = optimum_cold_starts(args.optimum_venv / "bin" / "python", args.optimum_model, args.repeats,
+                                         sample_texts(None)[0])
+        specs.append(ModelSpec(name, "optimum", str(args.optimum_model), args.optimum_model.stat().st_size))
     rows = summarize(specs, runs)
     print(table(rows))
     texts = sample_texts(None)
