@@ -45,14 +45,18 @@ from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import (IGNORE, _check_output_dir, _last_checkpoint, _save_model, _write_json, build_trainer,
                                    encode, evaluate, load_model, predictions_to_metrics, prepare_splits, save_curves,
                                    train_summary)
+from edgeft.squad import QAExample, to_row
 from edgeft.train.model_source import resolve_model
+from edgeft.train.qa import qa_settings
 from edgeft.versions import versions
 
 DEFAULT_LAYERS = 3
 UNLABELED = "\x00unlabeled"  # label of transfer rows that have none (unlabeled text, augmented variants)
 NO_LABEL = -1  # its id while encoding: marks the KD positions, then becomes IGNORE
 KD_COLUMNS = ("teacher_logits", "kd_mask")  # feature columns the Trainer must pass through to compute_loss
-HEADS = {"ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification"}
+HEADS = {"ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification",
+         "ForQuestionAnswering": "question-answering"}
+QA = "question-answering"  # start/end logits per token, distilled as two distributions over the positions
 # GPT-2's last hidden state has the final LayerNorm applied, the others not: only compare it with its like.
 FINAL_NORM_IN_LAST_HIDDEN = ("gpt2",)
 
@@ -262,7 +266,7 @@ def teacher_info(teacher_dir: str, trust_remote_code: bool = False) -> tuple[str
     if task is None:
         raise ModelError(f"{teacher_dir}: the teacher must be a fine-tuned classifier (config.architectures is "
                          f"{config.architectures}); fine-tune it with `edgeft train` first.")
-    return path, task, [config.id2label[i] for i in range(config.num_labels)]
+    return path, task, [] if task == QA else [config.id2label[i] for i in range(config.num_labels)]
 
 
 def task_of(config) -> str | None:
@@ -396,12 +400,16 @@ def transfer_set(train: Dataset, cfg: DistillConfig, mask_token: str | None) -> 
     return TransferSet([*train.examples, *extra, *variants], len(train), len(extra), len(variants))
 
 
-def encode_transfer(examples: Sequence, task: str, tokenizer, label2id: dict[str, int], max_length: int) -> list[dict]:
+def encode_transfer(examples: Sequence, task: str, tokenizer, label2id: dict[str, int], max_length: int,
+                    qa: dict | None = None) -> list[dict]:
     """``finetune.encode`` for rows that may lack a label, plus ``kd_mask`` for token classification.
 
     An UNLABELED row is encoded with the placeholder id NO_LABEL, which lands exactly where a label
     would (each word's first sub-token): that marks the KD positions, then becomes IGNORE.
+    Question answering: every window of every training question (``qa``: window settings).
     """
+    if task == QA:
+        return encode(Dataset(path="transfer", task=task, examples=list(examples)), tokenizer, {}, max_length, qa)
     rows = encode(Dataset(path="transfer", task=task, examples=list(examples)), tokenizer,
                   {**label2id, UNLABELED: NO_LABEL}, max_length)
     for row in rows:
@@ -423,6 +431,10 @@ def attach_teacher_logits(rows: list[dict], teacher_rows: list[dict], outputs: l
     import numpy as np
 
     for row, t_row, logits in zip(rows, teacher_rows, outputs, strict=True):
+        if task == QA:  # (seq, 2): start and end logits of every token of the window, all positions count
+            row["teacher_logits"] = np.asarray(logits, dtype=np.float32)
+            row["kd_mask"] = np.ones(len(row["input_ids"]), dtype=np.float32)
+            continue
         if task != "token-classification":
             row["teacher_logits"] = np.asarray(logits, dtype=np.float32)  # (labels,)
             continue
@@ -463,7 +475,10 @@ def run_model(model, rows: Sequence[dict], tokenizer, batch_size: int = 64, desc
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             batch = collate([{k: v for k, v in rows[i].items() if k in names and k != "labels"} for i in chunk])
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+            result = model(**{k: v.to(device) for k, v in batch.items()})
+            logits = result.logits if getattr(result, "logits", None) is not None else \
+                torch.stack([result.start_logits, result.end_logits], -1)  # QA: (batch, seq, 2)
+            logits = logits.float().cpu().numpy()
             for b, i in enumerate(chunk):
                 if logits.ndim == 3:  # (batch, seq, classes): keep the row's real tokens
                     n = len(rows[i]["input_ids"])
@@ -489,6 +504,36 @@ def stack_outputs(outputs: list, rows: Sequence[dict]):
         logits[i, : len(o)] = o
         labels[i, : len(o)] = r["labels"]
     return logits, labels
+
+
+def teacher_windows(tcfg: TrainConfig, teacher_dir: Path) -> TrainConfig:
+    """A QA student reads the teacher's windows: its training max_length and window settings
+    (metrics.json), where the distill flags leave them unset."""
+    try:
+        trained = json.loads((teacher_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return tcfg
+    qa = trained.get("qa") or {} if trained.get("max_length") == tcfg.max_length else {}
+    return replace(tcfg, **{k: getattr(tcfg, k) if getattr(tcfg, k) is not None else qa.get(k)
+                            for k in ("doc_stride", "max_question_tokens", "max_answer_tokens")})
+
+
+def qa_scores(outputs: list, features) -> dict:
+    """EM/F1 of per-window (seq, 2) start/end logits, as ``run_model`` returns them for QA."""
+    from edgeft.train.qa import qa_metrics
+
+    metrics = qa_metrics([o[:, 0] for o in outputs], [o[:, 1] for o in outputs], features)
+    metrics.pop("predictions")
+    return metrics
+
+
+def qa_agreement(a_out: list, features, b_out: list) -> float:
+    """Share of questions two QA models answer with the same text."""
+    from edgeft.train.qa import answers
+
+    a = answers([o[:, 0] for o in a_out], [o[:, 1] for o in a_out], features)
+    b = answers([o[:, 0] for o in b_out], [o[:, 1] for o in b_out], features)
+    return sum(x.answer == y.answer for x, y in zip(a, b)) / max(1, len(a))
 
 
 def prediction_agreement(a_out: list, a_rows: Sequence[dict], b_out: list, b_rows: Sequence[dict]) -> float:
@@ -587,17 +632,26 @@ def _distill_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if "teacher_logits" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            import torch
+
             teacher_logits = inputs.pop("teacher_logits")  # (batch, labels) or (batch, seq, labels), cached
             kd_mask = inputs.pop("kd_mask", None)  # (batch, seq) token task
-            labels = inputs.pop("labels")  # IGNORE on rows/positions without a label
-            outputs = model(**inputs, output_hidden_states=bool(self.hidden_pairs))
-            parts = distillation_loss(outputs.logits, teacher_logits, labels, self.kd.temperature, self.kd.alpha,
-                                      kd_mask)
+            if "start_positions" in inputs:  # QA: two classifications over the positions, start and end
+                positions = torch.stack([inputs.pop("start_positions"), inputs.pop("end_positions")], 1)  # (batch, 2)
+                outputs = model(**inputs, output_hidden_states=bool(self.hidden_pairs))
+                pad = (kd_mask == 0).unsqueeze(1)  # (batch, 1, seq): padding gets no probability in either
+                student = torch.stack([outputs.start_logits, outputs.end_logits], 1).float().masked_fill(pad, -1e4)
+                teacher = teacher_logits.transpose(1, 2).masked_fill(pad, -1e4)  # (batch, 2, seq)
+                parts = distillation_loss(student.flatten(0, 1), teacher.flatten(0, 1), positions.flatten(),
+                                          self.kd.temperature, self.kd.alpha)
+            else:
+                labels = inputs.pop("labels")  # IGNORE on rows/positions without a label
+                outputs = model(**inputs, output_hidden_states=bool(self.hidden_pairs))
+                parts = distillation_loss(outputs.logits, teacher_logits, labels, self.kd.temperature, self.kd.alpha,
+                                          kd_mask)
             loss = parts.pop("loss")
             if self.hidden_pairs:
-                import torch
-
-                self.teacher.to(outputs.logits.device)
+                self.teacher.to(inputs["input_ids"].device)
                 with torch.no_grad():
                     t_out = self.teacher(**{k: v for k, v in inputs.items() if k in self._teacher_inputs},
                                          output_hidden_states=True)
@@ -655,6 +709,11 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
     if found != task:
         raise DataError(f"{data} holds {found} data but the teacher {teacher_dir} is a {task} model.")
     tcfg = replace(cfg.train, task=task)
+    if task == QA:
+        if cfg.unlabeled or cfg.augment:
+            raise ConfigError("--unlabeled and --augment are not available for question answering: the transfer set "
+                              "is the training questions (an answer needs its span in the context).")
+        tcfg = teacher_windows(tcfg, Path(teacher_path))
     train_ds, val_ds, test_ds = prepare_splits(data, validation, test, tcfg)
     for ds in (train_ds, val_ds, test_ds):
         check_labels(ds, labels, f"the teacher's labels ({teacher_dir})")
@@ -690,11 +749,18 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
                               f"{student.config.hidden_size}). Drop --hidden-loss or use --layers.")
         pairs = layer_pairs(n_student, n_teacher, keep, teacher.config.model_type)
 
+    qa = None
+    if task == QA:
+        if not same_tokenizer:  # the KD targets are per token position
+            raise ConfigError("question answering distils start/end logits position by position: the student needs "
+                              "the teacher's tokenizer; use --layers instead of --student.")
+        qa = qa_settings(tcfg, t_tok, max_length)
+
     # The transfer set and the teacher's logits on it, once.
     label2id = {label: i for i, label in enumerate(labels)}
     transfer = transfer_set(train_ds, cfg, getattr(s_tok, "mask_token", None))
-    rows = encode_transfer(transfer.examples, task, s_tok, label2id, max_length)
-    t_rows = rows if s_tok is t_tok else encode_transfer(transfer.examples, task, t_tok, label2id, max_length)
+    rows = encode_transfer(transfer.examples, task, s_tok, label2id, max_length, qa)
+    t_rows = rows if s_tok is t_tok else encode_transfer(transfer.examples, task, t_tok, label2id, max_length, qa)
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")
     progress(f"teacher logits for {len(rows)} transfer rows ({transfer.labeled} labeled, {transfer.unlabeled} "
              f"unlabeled, {transfer.augmented} augmented), computed once")
@@ -706,7 +772,7 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
 
     if rank0:
         _write_splits(out, train_ds, val_ds, test_ds, transfer)
-    features = {"train": rows, **{name: encode(ds, s_tok, label2id, max_length)
+    features = {"train": rows, **{name: encode(ds, s_tok, label2id, max_length, qa)
                                   for name, ds in (("validation", val_ds), ("test", test_ds))}}
     trainer_cls = partial(_distill_trainer_class(), kd=cfg, teacher=teacher if pairs else None, hidden_pairs=pairs)
     trainer = build_trainer(student_init, s_tok, features, labels, task, out, tcfg, trainer_cls=trainer_cls)
@@ -716,13 +782,14 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
 
-    metric_name = "f1" if task == "token-classification" else "accuracy"
+    metric_name = "accuracy" if task == "text-classification" else "f1"
     evaluations = {name: evaluate(trainer, features[name], labels, task) for name in ("validation", "test")}
     progress(f"scoring the teacher on the test split ({len(test_ds)} rows)")
-    t_test_rows = features["test"] if s_tok is t_tok else encode(test_ds, t_tok, label2id, max_length)
+    t_test_rows = features["test"] if s_tok is t_tok else encode(test_ds, t_tok, label2id, max_length, qa)
     t_out = run_model(teacher.to(device), t_test_rows, t_tok, _eval_batch(tcfg))
     s_out = run_model(trainer.model, features["test"], s_tok, _eval_batch(tcfg))
-    teacher_test = predictions_to_metrics(*stack_outputs(t_out, t_test_rows), labels, task)
+    teacher_test = qa_scores(t_out, t_test_rows) if task == QA else \
+        predictions_to_metrics(*stack_outputs(t_out, t_test_rows), labels, task)
     seq_len = sum(len(r["input_ids"]) for r in features["test"]) / len(features["test"])  # mean tokens per test row
     comparison = {
         "split": test_ds.path,
@@ -730,7 +797,9 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
         "teacher": teacher_test[metric_name],
         "student": evaluations["test"][metric_name],
         "drop": teacher_test[metric_name] - evaluations["test"][metric_name],  # > 0: the student is worse
-        "agreement": prediction_agreement(s_out, features["test"], t_out, t_test_rows),  # same argmax (NER: per word)
+        # same argmax (NER: per word; QA: the same answer text)
+        "agreement": qa_agreement(s_out, features["test"], t_out) if task == QA else
+        prediction_agreement(s_out, features["test"], t_out, t_test_rows),
         "layers": {"teacher": n_teacher, "student": n_student},
         "parameters": {"teacher": parameters(teacher), "student": parameters(trainer.model)},
         "flops_per_token": {"teacher": flops_per_token(teacher.config, seq_len),
@@ -749,6 +818,7 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
         "labels": labels,
         "metric": metric_name,
         "max_length": max_length,
+        **({"qa": qa} if qa else {}),  # the windows export writes into the bundle
         "train": {
             **train_summary(trainer, result, seconds, train_ds),
             "transfer": transfer.counts(),
@@ -794,7 +864,8 @@ def _write_splits(out: Path, train_ds: Dataset, val_ds: Dataset, test_ds: Datase
     tmp = out / "data" / ".transfer.jsonl.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for ex, origin in zip(transfer.examples, origins, strict=True):
-            row = {"text": ex.text, "label": None if ex.label == UNLABELED else ex.label} \
+            row = to_row(ex) if isinstance(ex, QAExample) else \
+                {"text": ex.text, "label": None if ex.label == UNLABELED else ex.label} \
                 if isinstance(ex, TextExample) else {"tokens": list(ex.tokens),
                                                      "tags": None if UNLABELED in ex.tags else list(ex.tags)}
             f.write(json.dumps({**row, "origin": origin}, ensure_ascii=False) + "\n")

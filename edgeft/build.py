@@ -40,7 +40,8 @@ class Variant:
     bundle: Path
     description: str
     size_mb: float = 0.0
-    metric: float = 0.0  # accuracy or entity F1 on the test split, through the runtime
+    metric: float = 0.0  # accuracy, entity F1 or SQuAD F1 on the test split, through the runtime
+    exact_match: float | None = None  # question answering: SQuAD exact match on the test split
     drop_pt: float = 0.0  # FP32 − this, in points
     agreement: float = 1.0  # share of test predictions equal to the FP32 bundle's
     latency: dict = field(default_factory=dict)  # p50/p90/p99 ms, batch 1, 1 thread, real test sentences
@@ -62,8 +63,15 @@ def build(recipe: Recipe, out: str | Path, dry_run: bool = False, progress: Prog
 
 def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: bool = False) -> dict:
     r = recipe.resolved()
+    from edgeft.data import detect_task
+
     data = check_inputs(r, out, force)  # everything a user can get wrong fails here, before any training
-    plan = stages_plan(r)
+    qa = (r.task or detect_task(data["data"])) == "question-answering"
+    if r.max_length is None:  # 128 tokens, or the SQuAD scripts' 384-token windows for question answering
+        r = replace(r, max_length=384 if qa else 128)
+    if qa and r.trim_vocab == "on":
+        raise ConfigError("trim_vocab = on: vocabulary trimming does not handle question answering yet; use off.")
+    plan = stages_plan(r, qa)
     if dry_run:
         return {"recipe": asdict(r), "data": {k: str(v) if v else None for k, v in data.items()}, "plan": plan}
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +95,7 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: 
     if layers:
         student = timed("distill", lambda: stage_distill(r, teacher, splits, layers, out, progress))
         smaller.append((f"student{layers}-int8", f"{layers}-layer student distilled from the fine-tuned model", student))
-    if r.trim_vocab == "on" or (r.trim_vocab == "auto" and vocab_size(teacher) > 10_000):
+    if not qa and (r.trim_vocab == "on" or (r.trim_vocab == "auto" and vocab_size(teacher) > 10_000)):
         name, what, base = smaller.pop() if smaller else ("int8", "fine-tuned model", teacher)
         trimmed = timed("trim", lambda: stage_trim(r, base, splits, out, progress))
         smaller.append((name.replace("int8", "trim-int8"), f"{what}, vocabulary trimmed", trimmed))
@@ -105,7 +113,7 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: 
     final = write_final(chosen, out, r.zip)
     mobile = mobile_check(final, r) if r.target == "android-arm64" else None
     report = make_report(r, variants, chosen, why, final, mobile, timings, time.perf_counter() - started, teacher)
-    if r.target == "android-arm64":  # the Android demo's assets: string-in model, ORT model, labels
+    if r.target == "android-arm64" and not qa:  # the Android demo's assets: string-in model, ORT model, labels
         from edgeft.compress.android_assets import build_assets
 
         report["android"] = build_assets(final, out / "android", splits["test"], progress)
@@ -141,12 +149,12 @@ def check_inputs(r: Recipe, out: Path, force: bool = False) -> dict:
     return data
 
 
-def stages_plan(r: Recipe) -> list[str]:
+def stages_plan(r: Recipe, qa: bool = False) -> list[str]:
     plan = [f"fine-tune {r.model or 'the embedded all-MiniLM-L6-v2'} ({r.epochs:g} epochs"
             + (f", {r.max_train_samples} samples" if r.max_train_samples else "") + ")"]
     if r.distill != "off":
         plan.append(f"distill a student with {r.distill if r.distill != 'auto' else 'half the'} layers")
-    if r.trim_vocab != "off":
+    if r.trim_vocab != "off" and not qa:
         plan.append("trim the vocabulary to the training data" + (" (when it has over 10,000 tokens)"
                                                                   if r.trim_vocab == "auto" else ""))
     plan += ["export to ONNX FP32 and check parity with PyTorch",
@@ -308,6 +316,7 @@ def evaluate_variants(variants: list[Variant], test: Path, r: Recipe, progress: 
         # The splits saved by the train stage always use the text/label (tokens/tags) fields.
         result = evaluate(Predictor.load(v.bundle, threads=1, batch_size=1), test, keep_predictions=True)
         v.metric = headline(result)[1]
+        v.exact_match = result.get("exact_match")
         v.size_mb = round((v.bundle / "model.onnx").stat().st_size / 1e6, 2)
         if reference is None:
             reference, reference_preds = v, result["predictions"]
@@ -415,14 +424,17 @@ def write_report(report: dict, out: Path) -> None:
 
 def report_markdown(report: dict) -> str:
     m = report["metric"]
+    em = report["variants"][0].get("exact_match") is not None  # question answering: EM beside F1
     lines = ["# edgeft build report", "",
              f"Chosen: **{report['chosen']}** → `{report['bundle']}` — {report['why']}.", "",
-             f"| variant | what | size MB | test {m} | drop pt | agreement | p50 ms | p90 ms | p99 ms | peak RSS MB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| variant | what | size MB | {'test EM | ' if em else ''}test {m} | drop pt | agreement | p50 ms | "
+             f"p90 ms | p99 ms | peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if em else "")]
     for v in report["variants"]:
         mark = " ✔" if v["name"] == report["chosen"] else ("" if v["within_budget"] else " (over budget)")
         lat = v["latency"]
-        lines.append(f"| {v['name']}{mark} | {v['description']} | {v['size_mb']:.1f} | {100 * v['metric']:.2f} | "
+        lines.append(f"| {v['name']}{mark} | {v['description']} | {v['size_mb']:.1f} | "
+                     + (f"{100 * v['exact_match']:.2f} | " if em else "") + f"{100 * v['metric']:.2f} | "
                      f"{v['drop_pt']:+.2f} | {100 * v['agreement']:.1f}% | {lat.get('p50_ms', 0):.2f} | "
                      f"{lat.get('p90_ms', 0):.2f} | {lat.get('p99_ms', 0):.2f} | {v['peak_rss_mb']:.0f} |")
     machine = report["machine"]

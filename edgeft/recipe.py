@@ -13,13 +13,14 @@ from pathlib import Path
 
 from edgeft.errors import ConfigError
 
-TASKS = ("text-classification", "token-classification")
+TASKS = ("text-classification", "token-classification", "question-answering")
 
 
 @dataclass(frozen=True)
 class Recipe:
     target: str = field(default="arm64", metadata={"help": "device preset (edgeft targets)"})
-    task: str | None = field(default=None, metadata={"help": "text-classification | token-classification; None = from the data"})
+    task: str | None = field(default=None, metadata={
+        "help": "text-classification | token-classification | question-answering; None = from the data"})
     model: str | None = field(default=None, metadata={"help": "HF folder or hub id; None = the embedded all-MiniLM-L6-v2"})
     data: str | None = field(default=None, metadata={"help": "one labeled file, split 80/10/10; None = the shipped SST-2 sample"})
     train: str | None = field(default=None, metadata={"help": "training file (with validation/test instead of data)"})
@@ -35,7 +36,8 @@ class Recipe:
     epochs: float = 3.0
     lr: float = 5e-5
     batch_size: int = 32
-    max_length: int = 128
+    max_length: int | None = field(default=None, metadata={
+        "help": "tokens per input; None = 128, or 384-token windows for question answering"})
     max_train_samples: int | None = None
     seed: int = 42
     bench_runs: int = field(default=200, metadata={"help": "timed batch-1 calls per variant"})
@@ -64,7 +66,7 @@ class Recipe:
             problems.append(f"trim_vocab must be auto, on or off, got {self.trim_vocab!r}")
         if self.quantize_mode not in ("auto", "dynamic", "static"):
             problems.append(f"quantize_mode must be auto, dynamic or static, got {self.quantize_mode!r}")
-        if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1 or self.max_length < 8 or self.bench_runs < 1:
+        if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1 or (self.max_length or 8) < 8 or self.bench_runs < 1:
             problems.append("epochs, lr, batch_size, bench_runs must be positive and max_length >= 8")
         if problems:
             raise ConfigError("recipe: " + "; ".join(problems))
@@ -75,7 +77,7 @@ class Recipe:
             return self
         return replace(self, epochs=1.0, max_train_samples=min(self.max_train_samples or 800, 800), distill="off",
                        quantize_mode="dynamic" if self.quantize_mode == "auto" else self.quantize_mode,
-                       bench_runs=min(self.bench_runs, 50), max_length=min(self.max_length, 64))
+                       bench_runs=min(self.bench_runs, 50), max_length=min(self.max_length or 64, 64))
 
     def to_toml(self, header: str = "") -> str:
         """Flat TOML, one key per line with its help as a comment; None is written commented out."""

@@ -223,3 +223,45 @@ def test_qa_prediction_runs_without_torch(exported, tmp_path):
                            "--context", "The Broncos won."], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "answered 1 question(s)" in proc.stdout
+
+
+def test_distill_a_qa_teacher_with_start_end_kd(trained, squad, tmp_path):
+    """A 1-layer student learns the teacher's start/end distributions; it reads the teacher's windows."""
+    teacher, _ = trained
+    out = tmp_path / "kd"
+    result = run("distill", teacher, "--data", squad, "--layers", 1, "--epochs", 1, "--batch-size", 16, "--out", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    teacher_metrics = json.loads((teacher / "metrics.json").read_text())
+    assert metrics["task"] == "question-answering" and metrics["max_length"] == MAX_LENGTH
+    assert metrics["qa"] == teacher_metrics["qa"]
+    c = metrics["comparison"]
+    assert c["metric"] == "f1" and c["layers"] == {"teacher": 2, "student": 1} and 0 <= c["agreement"] <= 1
+    assert {"exact_match", "f1"} <= set(metrics["teacher_test"]) and {"exact_match", "f1"} <= set(metrics["test"])
+    assert metrics["train"]["kd_curve"] and metrics["train"]["last_losses"]["kd_loss"] >= 0
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["BertForQuestionAnswering"]
+    assert "task        question-answering  (64-token windows)" in result.output
+
+
+def test_distill_refuses_what_qa_cannot_use(trained, squad, tmp_path):
+    teacher, _ = trained
+    result = run("distill", teacher, "--data", squad, "--augment", 1, "--out", tmp_path / "kd")
+    assert result.exit_code == 2 and "--unlabeled and --augment are not available for question answering" in \
+        " ".join(result.output.split())
+
+
+def test_build_a_qa_bundle_with_em_and_f1_in_the_report(qa_model, squad, tmp_path):
+    out = tmp_path / "build"
+    result = run("build", "--model", qa_model, "--data", squad, "--out", out, "--fast", "--target", "arm64")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["metric"] == "f1" and [v["name"] for v in report["variants"]] == ["fp32", "int8"]
+    for v in report["variants"]:
+        assert 0 <= v["exact_match"] <= v["metric"] <= 1 and v["latency"]["p50_ms"] > 0
+    assert "| test EM | test f1 |" in (out / "report.md").read_text()
+    from edgeft.runtime.predictor import Predictor
+
+    p = Predictor.load(out / "bundle")
+    assert p.is_qa and p.manifest.max_length == 64  # --fast: 64-token windows
+    (a,) = p.predict(question="Which city?", context="The final was played in Santa Clara, California.")
+    assert "The final was played in Santa Clara, California."[a.start:a.end] == a.answer

@@ -37,7 +37,8 @@ def build_command(
     validation: Optional[str] = typer.Option(None, help="Validation file (quantization search, early stopping)."),
     test: Optional[str] = typer.Option(None, help="Test file (every variant is scored on it)."),
     model: Optional[str] = typer.Option(None, help="HF folder or hub id (default: the embedded all-MiniLM-L6-v2)."),
-    task: Optional[str] = typer.Option(None, help="text-classification | token-classification (default: from the data)."),
+    task: Optional[str] = typer.Option(None, help="text-classification | token-classification | question-answering "
+                                                  "(default: from the data)."),
     recipe: Optional[Path] = typer.Option(None, help="A recipe TOML (edgeft recipes list); flags override its values."),
     max_accuracy_drop: Optional[float] = typer.Option(None, help="Accepted drop vs FP32 as a fraction (default 0.01 = 1 pt)."),
     optimize: Optional[str] = typer.Option(None, help="latency (fastest within budget, default) | size (smallest)."),

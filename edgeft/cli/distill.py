@@ -61,7 +61,8 @@ def distill_command(
     epochs: float = typer.Option(3.0, help="Passes over the transfer set (early stopping may end sooner)."),
     lr: float = typer.Option(5e-5, help="Peak learning rate (AdamW, linear warm-up and decay)."),
     batch_size: int = typer.Option(32, help="Examples per batch and device."),
-    max_length: int = typer.Option(128, help="Tokens per example; longer texts are truncated."),
+    max_length: Optional[int] = typer.Option(None, help="Tokens per example; longer texts are truncated (default 128; "
+                                                        "question answering: the teacher's windows)."),
     max_steps: int = typer.Option(-1, help="Stop after N optimizer steps (overrides --epochs)."),
     max_train_samples: Optional[int] = typer.Option(None, help="Use only the first N training examples."),
     seed: int = typer.Option(42, help="Seed for the split, augmentation, initialisation and data order."),
@@ -80,7 +81,8 @@ def distill_command(
 
     train = TrainConfig(  # checks every value before anything heavy is imported
         text_column=text_column, label_column=label_column, tokens_column=tokens_column, tags_column=tags_column,
-        epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, max_steps=max_steps,
+        epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length or teacher_max_length(teacher),
+        max_steps=max_steps,
         max_train_samples=max_train_samples, seed=seed, eval_steps=eval_steps, patience=patience, precision=precision,
         report_to=report_to, resume=resume, force=force, skip_bad_rows=skip_bad_rows,
         trust_remote_code=trust_remote_code,
@@ -97,13 +99,30 @@ def distill_command(
         print_distill_summary(metrics, out)
 
 
+def teacher_max_length(teacher: Path) -> int:
+    """128 tokens, or for a question-answering teacher the windows it was trained with (384 if unknown)."""
+    import json
+
+    try:
+        archs = json.loads((teacher / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError):
+        return 128  # distill reports the missing or broken folder itself
+    if not any(a.endswith("ForQuestionAnswering") for a in archs):
+        return 128
+    try:
+        return int(json.loads((teacher / "metrics.json").read_text(encoding="utf-8"))["max_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 384
+
+
 def print_distill_summary(metrics: dict, out: Path) -> None:
     """Student next to teacher: transfer set, training, scores, size."""
     t, c = metrics["train"], metrics["comparison"]
     name = metrics["metric"]
     tr = t["transfer"]
     typer.echo("")
-    typer.echo(f"  task        {metrics['task']}  ({len(metrics['labels'])} labels)   student {metrics['model']}")
+    shape = f"{metrics['max_length']}-token windows" if metrics.get("qa") else f"{len(metrics['labels'])} labels"
+    typer.echo(f"  task        {metrics['task']}  ({shape})   student {metrics['model']}")
     typer.echo(f"  transfer    {tr['labeled']} labeled + {tr['unlabeled']} unlabeled + {tr['augmented']} augmented "
                f"= {tr['total']} rows; teacher logits computed once ({t['teacher_seconds']:.1f} s)")
     typer.echo(f"  train       {t['steps']} steps, {t['seconds']:.0f} s, {t['examples_per_second'] or 0:.1f} examples/s "
