@@ -33,35 +33,42 @@ HERE = Path(__file__).resolve().parent
 
 
 def measure(variants: dict[str, Path], manifest, tokenizer: Path, examples: list, texts: list[str], rounds: int,
-            calls: int, threads=(1, 2), shapes=("real", "len128"), reference: str | None = None) -> list[dict]:
-    """Size, accuracy, agreement and interleaved latency of ONNX files sharing one tokenizer.
+            calls: int, threads=(1, 2), shapes=("real", "len128"), reference: str | None = None,
+            disabled: dict[str, list[str]] | None = None) -> list[dict]:
+    """Size, accuracy, agreement and interleaved latency of ONNX files.
 
     Args:
         variants: name → ONNX path; the first (or ``reference``) is the FP32 reference.
-        manifest: gives task, labels, inputs, pad id, max_length (runtime.manifest.Manifest).
+        manifest: gives task, labels, inputs, pad id, max_length (runtime.manifest.Manifest); one for all,
+            or a dict name → manifest (with ``tokenizer`` a dict too) when the variants tokenize differently,
+            e.g. a student with a trimmed vocabulary.
         examples: labeled rows (edgeft.data) for accuracy; texts: sentences for timing.
+        disabled: name → onnxruntime optimizers its sessions run without (a bundle's manifest says).
     Returns:
         one row per variant.
     """
     from edgeft.compress.evaluate import agreement, evaluate_onnx, session, summary, time_interleaved, timing_feeds
 
     reference = reference or next(iter(variants))
+    tokenizers = tokenizer if isinstance(tokenizer, dict) else dict.fromkeys(variants, tokenizer)
+    base = manifest if isinstance(manifest, dict) else dict.fromkeys(variants, manifest)
     rows, preds, manifests = {}, {}, {}
     for name, path in variants.items():
         print(f"evaluating {name}", file=sys.stderr)
         # each file's own input names (Optimum's BERT export also takes token_type_ids)
-        manifests[name] = replace(manifest, inputs=[i.name for i in session(path).get_inputs()])
-        preds[name], scores = evaluate_onnx(path, tokenizer, manifests[name], examples)
+        manifests[name] = replace(base[name], inputs=[i.name for i in session(path).get_inputs()])
+        preds[name], scores = evaluate_onnx(path, tokenizers[name], manifests[name], examples)
         rows[name] = {"variant": name, "size_mb": path.stat().st_size / 1e6, **summary(scores)}
     for name in variants:
         rows[name]["change_pt"] = (rows[name]["value"] - rows[reference]["value"]) * 100
         rows[name]["agreement"] = agreement(preds[name], preds[reference])
     runs = {}
     for name, path in variants.items():
-        feeds = {"real": timing_feeds(tokenizer, manifests[name], texts),
-                 "len128": timing_feeds(tokenizer, manifests[name], texts, pad_to=min(128, manifest.max_length))}
+        feeds = {"real": timing_feeds(tokenizers[name], manifests[name], texts),
+                 "len128": timing_feeds(tokenizers[name], manifests[name], texts,
+                                        pad_to=min(128, manifests[name].max_length))}
         for t in threads:
-            sess = session(path, threads=t)
+            sess = session(path, threads=t, disabled_optimizers=(disabled or {}).get(name, ()))
             for shape in shapes:
                 inputs = feeds[shape]
                 runs[name, t, shape] = lambda i, s=sess, f=inputs: s.run(None, f[i % len(f)])

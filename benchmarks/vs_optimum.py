@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> dict:
             **({} if "missing" in inc else {"inc_dynamic_pc": inc_model}),
             f"edgeft_auto ({auto.chosen.name})": auto.bundle / "model.onnx",
         }
-        rows = bench.measure(variants, m, fp32.bundle / "tokenizer.json", examples, texts, args.rounds, args.calls)
+        served_without = {f"edgeft_auto ({auto.chosen.name})": auto.manifest.quantization.get("disabled_optimizers", [])}
+        rows = bench.measure(variants, m, fp32.bundle / "tokenizer.json", examples, texts, args.rounds, args.calls,
+                             disabled=served_without)
         for row in rows:  # measure counts the .onnx file only; INC's weights are in model.onnx_data
             row["size_mb"] = onnx_bytes(variants[row["variant"]]) / 1e6
     report = {"model": str(args.model_dir), "data": str(args.data), "rows": len(examples), "machine": machine_info(),

@@ -58,8 +58,9 @@ def feeds(encodings: Sequence, m: Manifest, pad_to: int | None = None) -> dict[s
     return {name: arrays[name] for name in m.inputs}
 
 
-def session(model_path: str | Path, threads: int = 1, level: str = "all"):
-    """An onnxruntime CPU session with ``threads`` intra-op threads, sequential execution."""
+def session(model_path: str | Path, threads: int = 1, level: str = "all", disabled_optimizers=()):
+    """An onnxruntime CPU session with ``threads`` intra-op threads, sequential execution, and without
+    the named graph optimizers (as the runtime does for a bundle whose manifest lists them)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -71,7 +72,8 @@ def session(model_path: str | Path, threads: int = 1, level: str = "all"):
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[level]
     so.log_severity_level = 3  # errors only: quantized graphs log harmless shape-merge warnings
-    return ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(disabled_optimizers))
 
 
 def evaluate_onnx(model_path: str | Path, tokenizer_path: str | Path, m: Manifest, examples: Sequence,

@@ -414,8 +414,12 @@ def make_session(bundle: Bundle, threads: int, providers: Sequence[str] | None =
     opts.inter_op_num_threads = 1  # one graph branch at a time: transformer graphs are sequential
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only; warnings about unused initializers are noise here
+    # A quantize candidate may have been chosen with some graph optimizers off (it was faster so); the
+    # manifest says which, and the session must match what was measured.
+    disabled = [str(x) for x in (m.quantization or {}).get("disabled_optimizers") or []]
     try:
-        session = ort.InferenceSession(bundle.model, sess_options=opts, providers=providers)
+        session = ort.InferenceSession(bundle.model, sess_options=opts, providers=providers,
+                                       disabled_optimizers=disabled)
     except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, …)
         raise BundleError(_load_failure(bundle, str(e))) from None
     names = {i.name for i in session.get_inputs()}

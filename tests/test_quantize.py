@@ -95,8 +95,8 @@ def test_auto_search_from_a_model_folder_when_budget_cannot_be_met(tiny_models, 
     cfg = QuantizeConfig(data=str(data), target="x86_64-vnni", max_accuracy_drop=-1, **FAST)
     r = quantize(tiny_models("bert", "text-classification"), tmp_path / "q", cfg)
     names = [c.name for c in r.candidates]
-    assert names[:10] == ["dyn-pc", "dyn-pt", "dyn-pc-gather", "dyn-pc-basic-gather", "dyn-pt-basic-gather",
-                          "static-pc", "fused-pc", "fused-pc-emb", "legacy-pc", "legacy-pc-gather"]
+    assert names[:11] == ["dyn-pc", "dyn-pt", "dyn-pc-gather", "dyn-pc-basic-gather", "dyn-pt-basic-gather",
+                          "static-pc", "fused-pc", "fused-pc-emb", "fused-ln-emb", "legacy-pc", "legacy-pc-gather"]
     assert all(c.status == "ok" for c in r.candidates), [(c.name, c.status) for c in r.candidates]
     assert not r.budget_met and r.verdict.startswith("not met: best is ") and r.verdict.endswith(" pt")
     # the sensitivity pass ran and its candidates keep the most sensitive weights in float
@@ -151,6 +151,8 @@ def test_recipes_do_what_they_say(tiny_models, data_dir, tmp_path):
     assert fused["QAttention"] == 2 and fused.get("EmbedLayerNormalization") == 1 and "Attention" not in fused
     fused_emb = ops(RECIPES["fused-pc-emb"])
     assert fused_emb["QEmbedLayerNormalization"] == 1 and "EmbedLayerNormalization" not in fused_emb
+    fused_ln = ops(RECIPES["fused-ln-emb"])  # attention fused, residual Add + LayerNorm left apart
+    assert fused_ln["QAttention"] == 2 and fused_ln["LayerNormalization"] == 4 and "SkipLayerNormalization" not in fused_ln
 
 
 def test_android_preset_ships_an_ort_format_model_and_zip(fp32, data_dir, tmp_path):
@@ -301,7 +303,7 @@ def test_auto_search_keeps_the_fastest_within_budget(fp32, data_dir, tmp_path):
     assert r.chosen.latency_ms["p50"] <= SPEED_TIE * min(c.latency_ms["p50"] for c in ok)  # fastest, up to a tie
     skipped = {c.name: c.status for c in r.candidates if c.status != "ok"}
     assert skipped == {name: "skipped: needs the model folder (a bundle has no PyTorch weights to re-export)"
-                       for name in ("fused-pc", "fused-pc-emb", "legacy-pc", "legacy-pc-gather")}
+                       for name in ("fused-pc", "fused-pc-emb", "fused-ln-emb", "legacy-pc", "legacy-pc-gather")}
     u8u8 = next(c for c in r.candidates if c.name == "dyn-pc-u8u8")  # AVX2 targets also try u8 weights
     assert u8u8.status == "ok" and u8u8.recipe["weight_type"] == "uint8" and u8u8.recipe["reduce_range"] is False
     assert r.manifest.quantization["reduce_range"] is (r.chosen.name != "dyn-pc-u8u8")

@@ -170,3 +170,27 @@ def test_bad_options(cls_bundle):
         Predictor.load(cls_bundle, providers=["NoSuchExecutionProvider"])
     with pytest.raises(TypeError, match=r"texts\[1\] is int"):
         Predictor.load(cls_bundle).predict(["ok", 3])
+
+
+def test_session_runs_without_the_optimizers_the_manifest_disables(cls_bundle, monkeypatch):
+    """A candidate measured with a graph optimizer off is served with it off too."""
+    import dataclasses
+
+    import onnxruntime as ort
+
+    from edgeft.runtime.bundle import load_bundle
+    from edgeft.runtime.predictor import make_session
+
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("disabled_optimizers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    bundle = load_bundle(cls_bundle)
+    make_session(bundle, threads=1)
+    quantized = dataclasses.replace(bundle.manifest, quantization={"disabled_optimizers": ["SkipLayerNormFusion"]})
+    make_session(dataclasses.replace(bundle, manifest=quantized), threads=1)
+    assert seen == [[], ["SkipLayerNormFusion"]]
