@@ -31,6 +31,8 @@ from edgeft.train.config import TrainConfig
 from edgeft.versions import versions
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import vs_optimum  # noqa: E402  (the Optimum/INC venv helpers, shared with benchmarks/vs_optimum.py)
 
 
 def machine() -> dict:
@@ -115,9 +117,66 @@ def run(args) -> dict:
         runs.append(record)
     for row in rows:
         row["drop_vs_teacher"] = teacher - row["metric"]  # fraction; > 0 = worse than the teacher
-    return {"teacher": str(args.teacher), "data": {"train": args.data, "validation": args.validation,
+    timing = time_variants(args, work, runs) if stages and not args.no_timing else None
+    return {"timing": timing, "teacher": str(args.teacher), "data": {"train": args.data, "validation": args.validation,
                                                    "test": args.test, "unlabeled": args.unlabeled},
             "metric": m["metric"], "rows": rows, "runs": runs, "machine": machine(), "args": vars(args)}
+
+
+def time_variants(args, work: Path, runs: list[dict]) -> dict:
+    """One interleaved timing run (batch 1, 1 thread, real length and padded to 128) of the teacher's FP32
+    and INT8 bundles, the best anchor (INC dynamic per-channel on Optimum's export of the teacher, made in
+    their own venvs by benchmarks/vs_optimum.py's code) and every trimmed INT8 student, each with its own
+    tokenizer; accuracy of each on the test split through the same code."""
+    from edgeft.compress.export import ExportConfig, export
+    from edgeft.compress.quantize import QuantizeConfig, quantize
+    from edgeft.data import read_dataset
+    from edgeft.runtime.bundle import load_bundle
+
+    bench = vs_optimum.load_bench_compress()
+    test_file = args.test or str(work / runs[0]["name"] / "data" / "test.jsonl")
+    print("[timing] exporting and quantizing the teacher", file=sys.stderr)
+    t_fp32 = export(args.teacher, work / "teacher-fp32", ExportConfig(data=test_file)).bundle
+    val_file = args.validation or str(work / runs[0]["name"] / "data" / "validation.jsonl")
+    t_int8 = quantize(args.teacher, work / "teacher-int8", QuantizeConfig(data=val_file)).bundle
+    bundles = {"teacher FP32": t_fp32, "teacher INT8": t_int8}
+    bundles.update({f"{r['name']} trimmed INT8": work / f"{r['name']}-int8" for r in runs})
+    variants = {name: b / "model.onnx" for name, b in bundles.items()}
+    manifests = {name: load_bundle(b).manifest for name, b in bundles.items()}
+    tokenizers = {name: b / "tokenizer.json" for name, b in bundles.items()}
+    anchor = {"missing": "--no-anchor"}
+    if not args.no_anchor:
+        anchor = best_anchor(Path(args.teacher), work / "anchor", manifests["teacher FP32"].task,
+                             (args.optimum_venv, args.inc_venv))
+        if "missing" not in anchor:
+            name = "anchor: INC dynamic per-channel"
+            variants[name], manifests[name] = Path(anchor["model"]), manifests["teacher FP32"]
+            tokenizers[name] = tokenizers["teacher FP32"]
+    examples = read_dataset(test_file, task=manifests["teacher FP32"].task).examples
+    texts = [ex.text for ex in examples][:200]
+    disabled = {name: (m.quantization or {}).get("disabled_optimizers", []) for name, m in manifests.items()}
+    rows = bench.measure(variants, manifests, tokenizers, examples, texts, args.rounds, args.calls,
+                         threads=(1,), reference="teacher FP32", disabled=disabled)
+    for row in rows:
+        row["size_mb"] = vs_optimum.onnx_bytes(variants[row["variant"]]) / 1e6  # INC keeps weights beside
+    return {"anchor": anchor, "rows": rows, "markdown": bench.table(rows, threads=(1,))}
+
+
+def best_anchor(teacher: Path, work: Path, task: str, venvs: tuple[Path, Path]) -> dict:
+    """INC dynamic per-channel (the anchor baseline's best) of the teacher: Optimum's TorchScript export,
+    then INC, in the venvs benchmarks/vs_optimum.py makes; on failure, why."""
+    import subprocess
+
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        python = vs_optimum.ensure_venv(venvs[0])
+        subprocess.run([str(python), "-c", vs_optimum.CHILD, str(teacher.resolve()), str(work), task], check=True,
+                       capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        return {"missing": f"Optimum export failed: {e}"}
+    model = work / "inc" / "model.onnx"
+    inc = vs_optimum.run_inc(venvs[1], work / "optimum_fp32" / "model.onnx", model)
+    return inc if "missing" in inc else {**inc, "model": str(model)}
 
 
 def table(result: dict) -> str:
@@ -155,12 +214,20 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="1 timing round of 2 calls per quantization candidate")
     p.add_argument("--work", default=str(HERE / "work" / "distill"), help="folder for every run's outputs")
     p.add_argument("--results", default=str(HERE / "results" / "distill.json"))
+    p.add_argument("--no-timing", action="store_true", help="skip the one-run timing of teacher, anchor and students")
+    p.add_argument("--no-anchor", action="store_true", help="time without the INC anchor (no venvs are made)")
+    p.add_argument("--optimum-venv", type=Path, default=vs_optimum.HOME / "venv-optimum")
+    p.add_argument("--inc-venv", type=Path, default=vs_optimum.HOME / "venv-inc")
+    p.add_argument("--rounds", type=int, default=10, help="timing: interleaved rounds …")
+    p.add_argument("--calls", type=int, default=25, help="… of this many batch-1 calls per model and shape")
     args = p.parse_args(argv)
     result = run(args)
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
     print(table(result))
+    if result["timing"]:
+        print(result["timing"]["markdown"])
     print(f"wrote {out}")
 
 
