@@ -265,3 +265,26 @@ def test_build_a_qa_bundle_with_em_and_f1_in_the_report(qa_model, squad, tmp_pat
     assert p.is_qa and p.manifest.max_length == 64  # --fast: 64-token windows
     (a,) = p.predict(question="Which city?", context="The final was played in Santa Clara, California.")
     assert "The final was played in Santa Clara, California."[a.start:a.end] == a.answer
+
+
+def test_train_scores_each_split_on_its_own_windows(qa_model, squad, tmp_path):
+    """Validation has many long windows, test one short one: each split is decoded from its own
+    logits, and the exported bundle's `edgeft eval` gives the test numbers training reported."""
+    rows = squad.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "train.jsonl").write_text("\n".join(rows[:30]) + "\n")
+    (tmp_path / "validation.jsonl").write_text("\n".join(rows[30:45]) + "\n")
+    short = {"id": "s1", "title": "t", "question": "Who won?", "context": "The Broncos won.",
+             "answers": {"text": ["The Broncos"], "answer_start": [0]}}
+    (tmp_path / "test.jsonl").write_text(json.dumps(short) + "\n")
+    out = tmp_path / "ft"
+    result = run("train", "--data", tmp_path / "train.jsonl", "--validation", tmp_path / "validation.jsonl",
+                 "--test", tmp_path / "test.jsonl", "--model", qa_model, "--out", out, "--max-length", MAX_LENGTH,
+                 "--epochs", 1)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 1 and metrics["validation"]["n"] == 15
+    assert run("export", out, "--out", tmp_path / "bundle").exit_code == 0
+    result = run("eval", tmp_path / "bundle", "--data", tmp_path / "test.jsonl", "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    runtime = json.loads((tmp_path / "e.json").read_text())
+    assert (runtime["exact_match"], runtime["f1"]) == pytest.approx((metrics["test"]["exact_match"], metrics["test"]["f1"]))

@@ -310,13 +310,18 @@ def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task
 
 def evaluate(trainer, features: list[dict], labels: list[str], task: str) -> dict:
     """Full metrics of the trainer's (best) model on one split."""
-    out = trainer.predict(features)
     if task == "question-answering":
         from edgeft.train.qa import qa_metrics
 
+        scorer, trainer.compute_metrics = trainer.compute_metrics, None  # it scores the validation windows
+        try:
+            out = trainer.predict(features)
+        finally:
+            trainer.compute_metrics = scorer
         metrics = qa_metrics(*out.predictions, features)
         metrics.pop("predictions")
     else:
+        out = trainer.predict(features)
         metrics = predictions_to_metrics(out.predictions, out.label_ids, labels, task)
     metrics["examples_per_second"] = out.metrics.get("test_samples_per_second")
     return metrics
