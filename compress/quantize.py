@@ -262,7 +262,7 @@ def _fused(source: Source, skip_layer_norm: bool = True) -> Path:
     from edgeft.compress.export import config_shape, quiet
 
     legacy = _legacy(source)
-    shape = config_shape(AutoConfig.from_pretrained(source.model_dir))
+    shape = config_shape(AutoConfig.from_pretrained(source.model_dir, trust_remote_code=False))
     options = FusionOptions("bert")
     options.enable_skip_layer_norm = skip_layer_norm
     name = "fused" if skip_layer_norm else "fused-ln"
