@@ -154,10 +154,10 @@ def test_bench_sh_writes_json_and_markdown(cls_bundle, tmp_path):
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_unit_is_valid(tmp_path):
     unit = tmp_path / "edgeft-classify.service"  # the repository's run.sh in place of /home/pi's copy
-    unit.write_text((PI / "edgeft-classify.service").read_text().replace("/home/pi/edgeft/pi/run.sh", str(PI / "run.sh")))
+    unit.write_text((PI / "edgeft-classify.service").read_text().replace("/home/pi/pi/run.sh", str(PI / "run.sh")))
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
-    assert "ExecStart=/home/pi/edgeft/pi/run.sh /home/pi/bundle --follow /var/lib/edgeft/inbox.txt" in \
+    assert "ExecStart=/home/pi/pi/run.sh /home/pi/bundle --follow /var/lib/edgeft/inbox.txt" in \
         (PI / "edgeft-classify.service").read_text()
 
 
