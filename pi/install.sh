@@ -62,8 +62,8 @@ run "$PYTHON" -m venv "$VENV"
 # huggingface-hub, ~20 MB a device never uses (a bundle carries its own tokenizer.json).
 run "${pip[@]}" install --no-deps "$SPEC"
 if [ "$DRY_RUN" = 1 ]; then
-    echo "+ ${pip[*]} install --only-binary=:all: <edgeft's requirements except tokenizers>"
     echo "+ ${pip[*]} install --only-binary=:all: --no-deps <edgeft's tokenizers requirement>"
+    echo "+ ${pip[*]} install --only-binary=:all: <edgeft's other requirements>"
     exit 0
 fi
 mapfile -t requirements < <("$VENV/bin/python" -c '
@@ -75,8 +75,8 @@ deps=() nodeps=()
 for r in "${requirements[@]}"; do
     case "$r" in tokenizers*) nodeps+=("$r") ;; *) deps+=("$r") ;; esac
 done
-run "${pip[@]}" install --only-binary=:all: "${deps[@]}"
 [ ${#nodeps[@]} = 0 ] || run "${pip[@]}" install --only-binary=:all: --no-deps "${nodeps[@]}"
+run "${pip[@]}" install --only-binary=:all: "${deps[@]}"
 
 # 3. Check: the runtime imports, and nothing from training came along.
 "$VENV/bin/python" - <<'EOF'
