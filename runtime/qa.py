@@ -81,7 +81,8 @@ class Windowing:
     """Two tokenizers configured once (never mutated after, so one Windowing serves many threads)."""
 
     pair: Any  # tokenizers.Tokenizer: (question, context) → windows (only_second truncation, stride)
-    question: Any  # tokenizers.Tokenizer truncating at max_question_tokens: measures and cuts questions
+    question: Any  # tokenizers.Tokenizer without truncation: measures questions, to cut the long ones
+    max_question_tokens: int
     max_answer_tokens: int
 
     @classmethod
@@ -95,20 +96,25 @@ class Windowing:
         for tok in (pair, question):
             tok.no_padding()
         pair.enable_truncation(max_length, stride=qa["doc_stride"], strategy="only_second")
-        question.enable_truncation(qa["max_question_tokens"])
-        return cls(pair, question, qa["max_answer_tokens"])
+        question.no_truncation()
+        return cls(pair, question, qa["max_question_tokens"], qa["max_answer_tokens"])
 
     def windows(self, question: str, context: str) -> tuple[list, bool]:
         """Every window of one pair, as ``tokenizers.Encoding`` objects, and whether the question was cut.
 
         A cut question keeps its first max_question_tokens tokens: the string is cut at the end of
-        the last one, and WordPiece tokenizes such a prefix into the same tokens.
+        the last one (WordPiece tokenizes such a prefix into the same tokens; for a tokenizer that
+        does not, the cut moves back a token until the prefix fits).
         """
         question, context = (_SURROGATE.sub("\ufffd", t) for t in (question, context))  # same length
-        q = self.question.encode(question, add_special_tokens=False)
-        cut = bool(q.overflowing)
-        if cut:
-            question = question[: q.offsets[-1][1]]
+        limit = keep = self.max_question_tokens
+        offsets = self.question.encode(question, add_special_tokens=False).offsets
+        cut = len(offsets) > limit
+        while len(offsets) > limit and keep > 0:
+            question = question[: offsets[keep - 1][1]]
+            offsets, keep = self.question.encode(question, add_special_tokens=False).offsets, keep - 1
+        if len(offsets) > limit:  # not even one character fits (byte-level pieces of one emoji, say)
+            question = ""
         enc = self.pair.encode(question, context)
         return [enc, *enc.overflowing], cut
 
