@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BUDGET = {"runtime": 1500, "compress": 3000, "train": 800, "edgeft": 2000}  # non-blank, non-comment lines
+# Raised for question answering, a new task in every stage: runtime 1500 → 1700 (runtime/qa.py: windows and
+# span decoding), edgeft 2000 → 2350 (edgeft/squad.py: SQuAD readers and the official metric).
+BUDGET = {"runtime": 1700, "compress": 3000, "train": 800, "edgeft": 2350}  # non-blank, non-comment lines
 
 
 def code_lines(folder: Path) -> int:
