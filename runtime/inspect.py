@@ -150,8 +150,9 @@ def render(report: dict[str, Any]) -> str:
     m, model = report["manifest"], report["model"]
     lines = [f"bundle   {report['bundle']}  (verified: sha256 and size of {len(report['files'])} files)",
              f"format   version {m['format_version']}, created {m.get('created') or '?'}",
-             f"task     {m['task']}, {len(m['labels'])} labels: {', '.join(m['labels'][:12])}"
-             + (" …" if len(m['labels']) > 12 else ""),
+             f"task     {m['task']}, " + (", ".join(f"{k} {v}" for k, v in m["qa"].items()) if m.get("qa") else
+                                         f"{len(m['labels'])} labels: {', '.join(m['labels'][:12])}"
+                                         + (" …" if len(m['labels']) > 12 else "")),
              (f"model    {m.get('architecture') or '?'} from {m.get('base_model') or '?'}, "
               f"max_length {m['max_length']}, inputs {', '.join(m['inputs'])}"),
              "files    " + ", ".join(f"{name} {_mb(size)}" for name, size in report["files"].items()),

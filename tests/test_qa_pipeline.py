@@ -288,3 +288,9 @@ def test_train_scores_each_split_on_its_own_windows(qa_model, squad, tmp_path):
     assert result.exit_code == 0, result.output
     runtime = json.loads((tmp_path / "e.json").read_text())
     assert (runtime["exact_match"], runtime["f1"]) == pytest.approx((metrics["test"]["exact_match"], metrics["test"]["f1"]))
+
+
+def test_inspect_shows_the_window_settings(exported):
+    result = run("inspect", exported.bundle)
+    assert result.exit_code == 0, result.output
+    assert "task     question-answering, doc_stride 21, max_answer_tokens 30, max_question_tokens 10" in result.stdout
