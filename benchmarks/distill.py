@@ -108,7 +108,7 @@ def run(args) -> dict:
                          "metric": metric, "size_bytes": size})
             qcfg = QuantizeConfig(data=val_file, mode=args.quantize_mode, max_accuracy_drop=args.max_accuracy_drop,
                                   **({"timing_rounds": 1, "timing_calls": 2} if args.quick else {}))
-            q = quantize(fp32.bundle, work / f"{name}-int8", qcfg)
+            q = quantize(work / f"{name}-trim", work / f"{name}-int8", qcfg)  # the folder: fused candidates too
             metric, size = score_bundle(q.bundle, test_file)
             rows.append({"variant": f"{name} trimmed (INT8 {q.chosen.name}, ONNX)", **base,
                          "parameters": trim["parameters"]["after"], "metric": metric, "size_bytes": size})
