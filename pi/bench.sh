@@ -22,17 +22,9 @@ fi
 bundle=$1
 out=${2:-bench-$(hostname)-$(date +%Y%m%d-%H%M)}
 
-edgeft=${EDGEFT:-}
-if [ -z "$edgeft" ]; then
-    if [ -x "${EDGEFT_VENV:-$HOME/edgeft-venv}/bin/edgeft" ]; then
-        edgeft=${EDGEFT_VENV:-$HOME/edgeft-venv}/bin/edgeft
-    elif command -v edgeft >/dev/null; then
-        edgeft=edgeft
-    else
-        echo "bench.sh: edgeft not found: run pi/install.sh first, or set EDGEFT=/path/to/edgeft" >&2
-        exit 2
-    fi
-fi
+# shellcheck source=find-edgeft.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/find-edgeft.sh"
+find_edgeft bench.sh
 cores=$(nproc)
 threads=${THREADS:-$(seq -s, 1 $((cores < 4 ? cores : 4)))}
 data=()

@@ -21,17 +21,9 @@ usage() {
 bundle=$1
 shift
 
-edgeft=${EDGEFT:-}
-if [ -z "$edgeft" ]; then
-    if [ -x "${EDGEFT_VENV:-$HOME/edgeft-venv}/bin/edgeft" ]; then
-        edgeft=${EDGEFT_VENV:-$HOME/edgeft-venv}/bin/edgeft
-    elif command -v edgeft >/dev/null; then
-        edgeft=edgeft
-    else
-        echo "run.sh: edgeft not found: run pi/install.sh first, or set EDGEFT=/path/to/edgeft" >&2
-        exit 2
-    fi
-fi
+# shellcheck source=find-edgeft.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/find-edgeft.sh"
+find_edgeft run.sh
 threads=()
 [ -z "${THREADS:-}" ] || threads=(--threads "$THREADS")
 
