@@ -101,10 +101,11 @@ def plain_fp32_loop(train_rows, test_rows, labels, max_length=64, batch_size=32,
             "train_examples": len(train_rows), "precision": "fp32", "load_before": before, "load_after": load()}
 
 
-def throughput(datasets: Path, work: Path, seed: int = 0) -> dict:
+def throughput(datasets: Path, work: Path, seed: int = 0, grouped: bool = False) -> dict:
     """8,000 SST-2 rows, 1 epoch, max_length 64, batch 32, lr 5e-5: plain loop vs edgeft, same data.
 
-    ``seed`` seeds the initialisation and the batch order of both (the 8,000 rows stay the same)."""
+    ``seed`` seeds the initialisation and the batch order of both (the 8,000 rows stay the same);
+    ``grouped`` turns on edgeft's length-grouped batches (``--group-by-length``)."""
     train = read_dataset(datasets / "sst2" / "train.jsonl")
     rows = list(train.examples)
     random.Random(0).shuffle(rows)
@@ -114,8 +115,9 @@ def throughput(datasets: Path, work: Path, seed: int = 0) -> dict:
     subset.parent.mkdir(parents=True, exist_ok=True)
     subset.write_text("".join(json.dumps({"text": r.text, "label": r.label}) + "\n" for r in rows))
     baseline = plain_fp32_loop(rows, dev, train.labels, seed=seed)
-    ours = run_edgeft(f"throughput_edgeft{'_seed' + str(seed) if seed else ''}", work, subset, TrainConfig(
-        epochs=1, max_length=64, batch_size=32, lr=5e-5, seed=seed, patience=0, force=True),
+    name = f"throughput_edgeft{'_seed' + str(seed) if seed else ''}{'_grouped' if grouped else ''}"
+    ours = run_edgeft(name, work, subset, TrainConfig(
+        epochs=1, max_length=64, batch_size=32, lr=5e-5, seed=seed, patience=0, force=True, group_by_length=grouped),
         validation=datasets / "sst2" / "test.jsonl", test=datasets / "sst2" / "validation.jsonl")
     return {"baseline": baseline, "edgeft": ours,
             "speedup": ours["examples_per_second"] / baseline["examples_per_second"],
@@ -149,6 +151,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "finetune.json")
     ap.add_argument("--only", default="throughput,banking77,wnut17,sst2")
     ap.add_argument("--seed", type=int, default=0, help="throughput: seed of both runs (results keyed by it)")
+    ap.add_argument("--group-by-length", action="store_true", help="throughput: edgeft with length-grouped batches")
     ap.add_argument("--sst2-epochs", type=float, default=1.0)
     ap.add_argument("--banking77-epochs", type=float, default=8.0)
     ap.add_argument("--wnut17-epochs", type=float, default=8.0)
@@ -161,8 +164,8 @@ def main() -> None:
     for name in args.only.split(","):
         started = time.time()
         if name == "throughput":
-            key = name if args.seed == 0 else f"{name}_seed{args.seed}"
-            results[key] = throughput(args.datasets, args.work, args.seed)
+            key = (name if args.seed == 0 else f"{name}_seed{args.seed}") + ("_grouped" if args.group_by_length else "")
+            results[key] = throughput(args.datasets, args.work, args.seed, args.group_by_length)
             name = key
         else:
             results[name] = globals()[name](args.datasets, args.work, getattr(args, f"{name}_epochs"))
@@ -195,7 +198,7 @@ def print_table(results: dict) -> None:
 
 def seed_mean(results: dict) -> dict:
     """The speed comparison averaged over the seeds that were run."""
-    runs = [results[k] for k in results if k.startswith("throughput")]
+    runs = [results[k] for k in results if k.startswith("throughput") and not k.endswith("_grouped")]
     avg = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {"seeds": len(runs), "speedup": avg([r["speedup"] for r in runs]),
             "accuracy_delta_pt": avg([r["accuracy_delta_pt"] for r in runs]),
