@@ -138,7 +138,8 @@ def time_variants(args, work: Path, runs: list[dict]) -> dict:
     print("[timing] exporting and quantizing the teacher", file=sys.stderr)
     t_fp32 = export(args.teacher, work / "teacher-fp32", ExportConfig(data=test_file)).bundle
     val_file = args.validation or str(work / runs[0]["name"] / "data" / "validation.jsonl")
-    t_int8 = quantize(args.teacher, work / "teacher-int8", QuantizeConfig(data=val_file)).bundle
+    t_int8 = quantize(args.teacher, work / "teacher-int8",  # the students' accuracy budget, for a like-for-like row
+                      QuantizeConfig(data=val_file, max_accuracy_drop=args.max_accuracy_drop)).bundle
     bundles = {"teacher FP32": t_fp32, "teacher INT8": t_int8}
     bundles.update({f"{r['name']} trimmed INT8": work / f"{r['name']}-int8" for r in runs})
     variants = {name: b / "model.onnx" for name, b in bundles.items()}
