@@ -211,5 +211,6 @@ def seed_mean(results: dict) -> dict:
             "edgeft_test": mean(r["edgeft"]["test"] for r in runs),
             "baseline_test": mean(r["baseline"]["test"] for r in runs)}
 
+
 if __name__ == "__main__":
     main()
