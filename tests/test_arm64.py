@@ -19,14 +19,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tiny_models import DATA, make_tiny_model
+from tiny_models import DATA, cue_rows, make_tiny_model
 from typer.testing import CliRunner
 
 from edgeft.cli import app
@@ -80,20 +79,6 @@ def emulated(tmp_path_factory):
         return done
 
     return run
-
-
-def cue_rows(path: Path, n: int, seed: int) -> Path:
-    """Sentences whose label is one cue word among filler: a tiny model learns them in seconds, so its
-    probabilities are far from 0.5 and move when the numerics do (a random model's sit near 0.5)."""
-    rng = random.Random(seed)
-    filler = "the a movie film story plot actors scene was is and it of to with this that".split()
-    with open(path, "w") as f:
-        for i in range(n):
-            label = ("negative", "positive")[i % 2]
-            words = [rng.choice(filler) for _ in range(rng.randint(4, 12))]
-            words.insert(rng.randint(0, len(words)), "awful" if label == "negative" else "great")
-            f.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import math
 from dataclasses import replace
 
 import pytest
+from tiny_models import cue_rows
 from typer.testing import CliRunner
 
 from edgeft.cli import app
@@ -19,7 +20,6 @@ from edgeft.data import TokenExample, read_dataset
 from edgeft.errors import ConfigError, DataError, ModelError
 from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import finetune
-from test_train import separable_data
 
 FAST = dict(batch_size=16, lr=3e-3, max_length=32, patience=0, precision="fp32")
 LAYER_LISTS = {"bert": "bert.encoder.layer", "distilbert": "distilbert.transformer.layer",
@@ -41,7 +41,7 @@ def cue(tmp_path_factory, tiny_models):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     root = tmp_path_factory.mktemp("cue")
-    data = separable_data(root / "cue.jsonl")
+    data = cue_rows(root / "cue.jsonl")
     teacher = root / "teacher"
     m = finetune(data, teacher, TrainConfig(model=str(tiny_models("bert")), epochs=6, **FAST))
     assert m["test"]["accuracy"] == 1.0

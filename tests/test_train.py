@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tiny_models import cue_rows
+
 from edgeft.errors import ConfigError, DataError, ModelError
 from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import encode, finetune
@@ -14,24 +16,9 @@ pytestmark = pytest.mark.slow
 FAST = dict(epochs=2, batch_size=16, lr=1e-3, max_length=48, patience=0)
 
 
-def separable_data(path, n: int = 160) -> str:
-    """Sentences whose label is given by one cue word among random filler: learnable in seconds."""
-    import random
-
-    rng = random.Random(0)
-    filler = "the a movie film story plot actors scene was is and it of to with this that".split()
-    with open(path, "w") as f:
-        for i in range(n):
-            label = ("negative", "positive")[i % 2]
-            words = [rng.choice(filler) for _ in range(rng.randint(4, 12))]
-            words.insert(rng.randint(0, len(words)), "awful" if label == "negative" else "great")
-            f.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
-    return path
-
-
 @pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta", "gpt2"])
 def test_each_architecture_fine_tunes_and_learns(tiny_models, tmp_path, arch):
-    data = separable_data(tmp_path / "cue.jsonl")
+    data = cue_rows(tmp_path / "cue.jsonl")
     m = finetune(data, tmp_path / "out", TrainConfig(model=str(tiny_models(arch)), epochs=6, batch_size=16, lr=3e-3,
                                                      max_length=32, patience=0))
     assert m["test"]["accuracy"] >= 0.9, f"{arch} did not learn a one-word cue: {m['test']['accuracy']}"

@@ -9,6 +9,7 @@ does not care which algorithm produced its ids, and one tokenizer keeps the fixt
 from __future__ import annotations
 
 import json
+import random
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +17,20 @@ DATA = Path(__file__).parent / "data"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0..4
 
 ARCHS = ("bert", "distilbert", "roberta", "gpt2")
+
+
+def cue_rows(path: Path, n: int = 160, seed: int = 0) -> Path:
+    """Sentences whose label is one cue word among filler: a tiny model learns them in seconds, so its
+    probabilities are far from 0.5 and move when the numerics do (a random model's sit near 0.5)."""
+    rng = random.Random(seed)
+    filler = "the a movie film story plot actors scene was is and it of to with this that".split()
+    with open(path, "w") as f:
+        for i in range(n):
+            label = ("negative", "positive")[i % 2]
+            words = [rng.choice(filler) for _ in range(rng.randint(4, 12))]
+            words.insert(rng.randint(0, len(words)), "awful" if label == "negative" else "great")
+            f.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
+    return path
 
 
 def corpus() -> list[str]:
