@@ -40,17 +40,21 @@ def test_train_prints_a_summary_and_writes_metrics(tiny_models, data_dir, tmp_pa
 
 
 @pytest.mark.slow
-def test_group_by_length_flag_is_recorded_in_the_metrics(tiny_models, data_dir, tmp_path):
+def test_recipe_flags_are_recorded_in_the_metrics(tiny_models, data_dir, tmp_path):
     result = run("train", "--model", tiny_models(), "--data", data_dir / "sst2_300.jsonl", "--out", tmp_path / "out",
-                 "--max-steps", "2", "--max-length", "32", "--group-by-length")
+                 "--max-steps", "2", "--max-length", "32", "--group-by-length",
+                 "--warmup", "0.1", "--weight-decay", "0", "--max-grad-norm", "0")
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["config"]["group_by_length"] is True
+    config = json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]
+    assert config["group_by_length"] is True
+    assert (config["warmup"], config["weight_decay"], config["max_grad_norm"]) == (0.1, 0.0, 0.0)
 
 
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "--epochs must be > 0 (got 0.0)"),
     (["--batch-size", "-1"], "--batch-size must be >= 1 (got -1)"),
+    (["--max-grad-norm", "-1"], "--max-grad-norm must be >= 0; 0 turns clipping off (got -1.0)"),
+    (["--weight-decay", "1.5"], "--weight-decay must be in [0, 1) (got 1.5)"),
     (["--task", "translation"], "--task 'translation' is unknown; choose one of: text-classification, token-classification"),
     (["--data", "missing.csv"], "missing.csv: no such file"),
     (["--validation", "v.csv"], "--validation/--test need --data"),

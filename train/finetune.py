@@ -264,6 +264,7 @@ def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task
         per_device_eval_batch_size=max(cfg.batch_size, 32),
         warmup_steps=cfg.warmup,  # a float in [0, 1) is a fraction of the steps
         weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
         eval_strategy=strategy,
         save_strategy=strategy,
         eval_steps=cfg.eval_steps,

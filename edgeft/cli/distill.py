@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from edgeft.cli import TEXT_COLUMN, LABEL_COLUMN, TOKENS_COLUMN, TAGS_COLUMN, app, fail
+from edgeft.cli import (LABEL_COLUMN, MAX_GRAD_NORM, TAGS_COLUMN, TEXT_COLUMN, TOKENS_COLUMN, WARMUP,
+                        WEIGHT_DECAY, app, fail)
 
 
 def _progress(message: str) -> None:
@@ -68,6 +69,9 @@ def distill_command(
     seed: int = typer.Option(42, help="Seed for the split, augmentation, initialisation and data order."),
     eval_steps: Optional[int] = typer.Option(None, help="Evaluate and checkpoint every N steps (default: every epoch)."),
     patience: int = typer.Option(2, help="Early stopping: evaluations without improvement before stopping (0 = off)."),
+    warmup: float = WARMUP,
+    weight_decay: float = WEIGHT_DECAY,
+    max_grad_norm: float = MAX_GRAD_NORM,
     precision: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU has it) | bf16 | fp32."),
     report_to: str = typer.Option("none", help="Trainer loggers, e.g. tensorboard."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
@@ -83,8 +87,8 @@ def distill_command(
         text_column=text_column, label_column=label_column, tokens_column=tokens_column, tags_column=tags_column,
         epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length or teacher_max_length(teacher),
         max_steps=max_steps,
-        max_train_samples=max_train_samples, seed=seed, eval_steps=eval_steps, patience=patience, precision=precision,
-        report_to=report_to, resume=resume, force=force, skip_bad_rows=skip_bad_rows,
+        max_train_samples=max_train_samples, seed=seed, eval_steps=eval_steps, patience=patience, warmup=warmup,
+        weight_decay=weight_decay, max_grad_norm=max_grad_norm, precision=precision, report_to=report_to, resume=resume, force=force, skip_bad_rows=skip_bad_rows,
         trust_remote_code=trust_remote_code,
     )
     cfg = DistillConfig(
