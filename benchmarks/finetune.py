@@ -108,8 +108,9 @@ def throughput(datasets: Path, work: Path, seed: int = 0, grouped: bool = False,
     Both run the same recipe — AdamW (weight decay 0.01), 6 % linear warm-up then linear decay, no gradient
     clipping — so that what differs is how fast the steps run (bf16, per-batch padding), not what they do.
     ``max_grad_norm``: edgeft's clipping instead (1.0 = the Trainer's and edgeft's default: over 11 seeds,
-    0.40 pt below the plain loop, where unclipped edgeft was 0.16 pt below). ``seed`` seeds the initialisation and the batch order of
-    both (the 8,000 rows stay the same); ``grouped`` turns on edgeft's length-grouped batches."""
+    0.40 pt below the plain loop, where unclipped edgeft was 0.16 pt below). ``seed`` seeds the
+    initialisation and the batch order of both (the 8,000 rows stay the same); ``grouped`` turns on
+    edgeft's length-grouped batches."""
     train = read_dataset(datasets / "sst2" / "train.jsonl")
     rows = list(train.examples)
     random.Random(0).shuffle(rows)
@@ -207,7 +208,8 @@ def print_table(results: dict) -> None:
         mean = seed_mean(results, suffix)
         if mean["seeds"] < 2:
             continue
-        print(f"mean over {mean['seeds']} seeds{suffix and ' (edgeft ' + suffix[1:] + ')'}: {mean['speedup']:.2f}x (slowest {mean['min_speedup']:.2f}x) at "
+        print(f"mean over {mean['seeds']} seeds{suffix and ' (edgeft ' + suffix[1:] + ')'}: "
+              f"{mean['speedup']:.2f}x (slowest {mean['min_speedup']:.2f}x) at "
               f"{mean['accuracy_delta_pt']:+.2f} ± {mean['accuracy_delta_se_pt']:.2f} pt (standard error; median "
               f"{mean['accuracy_delta_median_pt']:+.2f}) "
               f"(edgeft {100 * mean['edgeft_test']:.2f} %, plain loop {100 * mean['baseline_test']:.2f} %)")

@@ -73,8 +73,8 @@ TAGS_COLUMN = typer.Option("tags", help="NER JSONL: field holding the BIO tags."
 # The optimizer recipe, shared by train and distill (edgeft.train.config.TrainConfig says why each default).
 WARMUP = typer.Option(0.06, help="Fraction of the steps with linear learning-rate warm-up.")
 WEIGHT_DECAY = typer.Option(0.01, help="AdamW weight decay (not on biases and LayerNorm).")
-MAX_GRAD_NORM = typer.Option(1.0, help="Clip gradients to this global norm (the Trainer's default); 0 = no clipping, "
-                                       "as in a plain PyTorch loop (README, Fine-tuning: it scored higher on short runs).")
+MAX_GRAD_NORM = typer.Option(1.0, help="Clip gradients to this global norm (the Trainer's default); 0 = no "
+                                       "clipping, as in a plain PyTorch loop (it scored higher on short runs: README).")
 ZIP = typer.Option(False, "--zip", help="Write a single .zip instead of a folder.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr.")
 

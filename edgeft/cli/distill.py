@@ -88,8 +88,8 @@ def distill_command(
         epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length or teacher_max_length(teacher),
         max_steps=max_steps,
         max_train_samples=max_train_samples, seed=seed, eval_steps=eval_steps, patience=patience, warmup=warmup,
-        weight_decay=weight_decay, max_grad_norm=max_grad_norm, precision=precision, report_to=report_to, resume=resume, force=force, skip_bad_rows=skip_bad_rows,
-        trust_remote_code=trust_remote_code,
+        weight_decay=weight_decay, max_grad_norm=max_grad_norm, precision=precision, report_to=report_to,
+        resume=resume, force=force, skip_bad_rows=skip_bad_rows, trust_remote_code=trust_remote_code,
     )
     cfg = DistillConfig(
         train=train, layers=layers, keep_layers=_layer_list(keep_layers) if keep_layers is not None else None,
