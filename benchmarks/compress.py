@@ -47,7 +47,8 @@ def measure(variants: dict[str, Path], manifest, tokenizer: Path, examples: list
     Returns:
         one row per variant.
     """
-    from edgeft.compress.evaluate import agreement, evaluate_onnx, session, summary, time_interleaved, timing_feeds
+    from edgeft.compress.evaluate import agreement, evaluate_onnx, summary, time_interleaved, timing_feeds
+    from edgeft.runtime.session import SessionSettings, open_session
 
     reference = reference or next(iter(variants))
     tokenizers = tokenizer if isinstance(tokenizer, dict) else dict.fromkeys(variants, tokenizer)
@@ -56,8 +57,10 @@ def measure(variants: dict[str, Path], manifest, tokenizer: Path, examples: list
     for name, path in variants.items():
         print(f"evaluating {name}", file=sys.stderr)
         # each file's own input names (Optimum's BERT export also takes token_type_ids)
-        manifests[name] = replace(base[name], inputs=[i.name for i in session(path).get_inputs()])
-        preds[name], scores = evaluate_onnx(path, tokenizers[name], manifests[name], examples)
+        manifests[name] = replace(base[name], inputs=[i.name for i in open_session(path, SessionSettings()).get_inputs()])
+        # batch 1: these variants are plain ONNX files (no manifest says how they batch), and one row
+        # per call is exact for every kind (edgeft.runtime.session)
+        preds[name], scores = evaluate_onnx(path, tokenizers[name], manifests[name], examples, batch_size=1)
         rows[name] = {"variant": name, "size_mb": path.stat().st_size / 1e6, **summary(scores)}
     for name in variants:
         rows[name]["change_pt"] = (rows[name]["value"] - rows[reference]["value"]) * 100
@@ -68,7 +71,7 @@ def measure(variants: dict[str, Path], manifest, tokenizer: Path, examples: list
                  "len128": timing_feeds(tokenizers[name], manifests[name], texts,
                                         pad_to=min(128, manifests[name].max_length))}
         for t in threads:
-            sess = session(path, threads=t, disabled_optimizers=(disabled or {}).get(name, ()))
+            sess = open_session(path, SessionSettings(threads=t, disabled_optimizers=tuple((disabled or {}).get(name, ()))))
             for shape in shapes:
                 inputs = feeds[shape]
                 runs[name, t, shape] = lambda i, s=sess, f=inputs: s.run(None, f[i % len(f)])

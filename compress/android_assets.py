@@ -188,10 +188,12 @@ def text_session(path_or_bytes):
     import onnxruntime as ort
     from onnxruntime_extensions import get_library_path
 
-    so = ort.SessionOptions()
+    from edgeft.runtime.session import SessionSettings, session_options
+
+    settings = SessionSettings()
+    so = session_options(settings)
     so.register_custom_ops_library(get_library_path())
-    so.log_severity_level = 3
-    return ort.InferenceSession(path_or_bytes, so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path_or_bytes, so, providers=list(settings.providers))
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

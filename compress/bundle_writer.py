@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edgeft.errors import BundleError, ConfigError
 from edgeft.runtime.manifest import MANIFEST_NAME, Manifest, file_digest
+from edgeft.runtime.session import batching_of
 from edgeft.versions import versions
 from edgeft.writable import check_writable
 
@@ -50,7 +51,8 @@ def check_output(dest: str | Path, zipped: bool = False) -> Path:
 def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manifest, zipped: bool = False) -> Path:
     """Write ``files`` (name in the bundle → source path) plus ``edgeft.json`` to ``dest``.
 
-    Fills ``manifest.files`` (sha256 + size of each file), ``created`` and ``versions`` (if empty).
+    Fills ``manifest.files`` (sha256 + size of each file), ``created``, ``versions`` and ``batching``
+    (if empty; from the quantization settings, as the runtime infers it for older bundles).
     An existing bundle at ``dest`` is replaced; anything else there is refused (ConfigError).
 
     Returns:
@@ -79,6 +81,7 @@ def _write(dest: Path, files: dict[str, str | Path], manifest: Manifest, zipped:
         manifest.files = {name: file_digest(tmp / name) for name in files}
         manifest.created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
         manifest.versions = manifest.versions or versions()
+        manifest.batching = batching_of(manifest)
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         if zipped:
             tmp_zip = tmp.with_name(tmp.name + ".zip")

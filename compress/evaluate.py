@@ -1,14 +1,15 @@
 """Evaluate and time ONNX candidates the way a device runs them.
 
 ``evaluate_onnx`` predicts through the device runtime itself (``edgeft.runtime.predictor``: same
-tokenizer settings, padding, NER word alignment and argmax), on a candidate file that is not yet a
-bundle, so every variant is scored exactly as ``edgeft eval`` would score it. The helpers below it
-build raw feeds for the places that need arrays: parity (the same tensors go to PyTorch),
-calibration and timing.
+tokenizer settings, session settings and batching (``edgeft.runtime.session``), NER word alignment
+and argmax), on a candidate file that is not yet a bundle, so every variant is scored exactly as
+``edgeft eval`` would score it. The helpers below it build raw feeds for the places that need
+arrays: parity (the same tensors go to PyTorch), calibration and timing.
 
-Accuracy is measured at batch 1 and real length by default because that is the serving shape:
-dynamic quantization computes activation scales over the whole input tensor, pad positions
-included, so padding changes INT8 predictions (anchor: 82.80 % unpadded vs 83.26 % padded to 128).
+Rows are batched as the bundle will batch them: dynamic quantization computes activation scales
+over the whole input tensor, pad positions included, so its graphs run one row per call (anchor:
+82.80 % unpadded vs 83.26 % padded to 128); FP32 and static graphs are padded in batches, which
+leaves every row's result as it is alone (tests/test_batch_invariance.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from edgeft.metrics import classification_metrics, headline, ner_metrics
 from edgeft.runtime.manifest import Manifest
+from edgeft.runtime.session import SessionSettings, open_session, pad, settings_for
 
 
 def load_tokenizer(tokenizer_path: str | Path, max_length: int):
@@ -47,54 +49,30 @@ def encode(tok, examples: Sequence, task: str) -> list:
 
 def feeds(encodings: Sequence, m: Manifest, pad_to: int | None = None) -> dict[str, np.ndarray]:
     """Right-padded int64 arrays, (batch, seq), for the model's inputs; seq = longest row or ``pad_to``."""
-    seq = max(pad_to or 0, max(len(e.ids) for e in encodings))
-    ids = np.full((len(encodings), seq), m.pad_token_id, dtype=np.int64)
-    mask = np.zeros((len(encodings), seq), dtype=np.int64)
-    types = np.zeros((len(encodings), seq), dtype=np.int64)
-    for row, e in enumerate(encodings):
-        n = len(e.ids)
-        ids[row, :n], mask[row, :n], types[row, :n] = e.ids, 1, e.type_ids
-    arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-    return {name: arrays[name] for name in m.inputs}
-
-
-def session(model_path: str | Path, threads: int = 1, level: str = "all", disabled_optimizers=()):
-    """An onnxruntime CPU session with ``threads`` intra-op threads, sequential execution, and without
-    the named graph optimizers (as the runtime does for a bundle whose manifest lists them)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
-    so.log_severity_level = 3  # errors only: quantized graphs log harmless shape-merge warnings
-    return ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=list(disabled_optimizers))
+    return pad([e.ids for e in encodings], m.inputs, m.pad_token_id, [e.type_ids for e in encodings], pad_to)
 
 
 def evaluate_onnx(model_path: str | Path, tokenizer_path: str | Path, m: Manifest, examples: Sequence,
-                  batch_size: int = 1, threads: int = 1, sess=None) -> tuple[list, dict]:
+                  batch_size: int = 32, settings: SessionSettings | None = None, sess=None) -> tuple[list, dict]:
     """Predict every example with the device runtime and score the predictions.
 
     Args:
         model_path: ONNX model; tokenizer_path: its ``tokenizer.json``.
         m: the manifest the bundle will carry (task, labels, inputs, pad id, max_length).
         examples: edgeft.data examples (``.text/.label`` or ``.tokens/.tags``).
-        batch_size: rows per run; 1 = serving shape (see module docstring).
-        sess: an existing onnxruntime session for ``model_path`` (skips creating one).
+        batch_size: rows per call where the batching is "padded" (module docstring).
+        settings: how the model runs and batches; default ``settings_for(m, threads=1)``.
+        sess: an existing onnxruntime session for ``model_path``, made with ``settings`` (skips creating one).
     Returns:
         (predictions, metrics): a label per example (NER: a tag per word; QA: the answer text)
         and ``classification_metrics`` / ``ner_metrics`` / ``squad_metrics`` of them.
     """
     from edgeft.runtime.predictor import Predictor
 
-    predictor = Predictor(manifest=m, session=sess or session(model_path, threads),
+    settings = settings or settings_for(m, threads=1)
+    predictor = Predictor(manifest=m, session=sess or open_session(model_path, settings),
                           tokenizer=load_tokenizer(tokenizer_path, m.max_length), source=Path(model_path),
-                          batch_size=batch_size, threads=threads)
+                          batch_size=batch_size, threads=settings.threads, settings=settings)
     if m.task == "question-answering":
         from edgeft.squad import squad_metrics
 

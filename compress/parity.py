@@ -118,10 +118,11 @@ def check_parity(model, onnx_path, tokenizer_path, m, texts: Sequence[str] = (),
     """
     import torch
 
-    from edgeft.compress.evaluate import feeds, load_tokenizer, session
+    from edgeft.compress.evaluate import feeds, load_tokenizer
+    from edgeft.runtime.session import open_session, settings_for
 
     tok = load_tokenizer(tokenizer_path, m.max_length)
-    sess = session(onnx_path, threads=1, level="all")
+    sess = open_session(onnx_path, settings_for(m, threads=1))  # the FP32 bundle's own session
     output_names = list(m.outputs)  # every output is compared (QA has two: start and end logits)
     per_token = m.task != "text-classification"  # NER logits, QA start/end: one row per token
     worst = {name: 0.0 for name in output_names}

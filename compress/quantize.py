@@ -164,10 +164,12 @@ class Candidate:
     latency_ms: dict = field(default_factory=dict)  # p50/p90/p99 at batch 1, 1 thread, real sentences
     meets_budget: bool = False
     predictions: list = field(default_factory=list, repr=False)
-    session: Any = field(default=None, repr=False)
+    session: Any = field(default=None, repr=False)  # scored and timed with: made as the bundle's will be
+    settings: Any = field(default=None, repr=False)  # its edgeft.runtime.session.SessionSettings
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("path", "predictions", "session")}
+        d = {f.name: getattr(self, f.name) for f in fields(self)
+             if f.name not in ("path", "predictions", "session", "settings")}
         d["latency_ms"] = {k: v for k, v in self.latency_ms.items() if k != "round_p50"}
         return d
 
@@ -413,7 +415,7 @@ def sensitivity(fp32: Path, feeds: list[dict], target: Target, per_channel: bool
     import onnx
     from onnx import numpy_helper
 
-    from edgeft.compress.evaluate import session
+    from edgeft.runtime.session import SessionSettings, open_session
 
     model = onnx.load(str(fp32))
     inits = {t.name: t for t in model.graph.initializer}
@@ -422,7 +424,7 @@ def sensitivity(fp32: Path, feeds: list[dict], target: Target, per_channel: bool
     model.graph.output.extend(onnx.helper.make_tensor_value_info(a, onnx.TensorProto.FLOAT, None) for a in acts)
     probe = fp32.with_name("sensitivity-probe.onnx")
     onnx.save(model, str(probe))
-    sess = session(probe, threads=1, level="disable")  # no fusion: keep the probed tensors
+    sess = open_session(probe, SessionSettings(graph_optimization="disable"))  # no fusion: keep the probed tensors
     names = [o.name for o in sess.get_outputs()]
     runs = [dict(zip(names, sess.run(names, f))) for f in feeds]
     wmax = 63 if target.reduce_range else 127  # ORT's reduced int8 weight range is 7 bits
@@ -475,7 +477,8 @@ def quantize(source_path: str | Path, out: str | Path, cfg: QuantizeConfig,
         EdgeftError subclasses for bad input (nothing is written then).
     """
     from edgeft.compress.bundle_writer import check_output, write_bundle
-    from edgeft.compress.evaluate import encode, evaluate_onnx, feeds, load_tokenizer, session, summary
+    from edgeft.compress.evaluate import encode, evaluate_onnx, feeds, load_tokenizer, summary
+    from edgeft.runtime.session import open_session
     from edgeft.compress.export import read_labeled
     from edgeft.data import detect_task, model_input, read_dataset
 
@@ -502,8 +505,10 @@ def quantize(source_path: str | Path, out: str | Path, cfg: QuantizeConfig,
 
         progress(f"evaluating FP32 on {len(examples)} rows")
         fp32 = Candidate("fp32", {"mode": "fp32"}, path=source.fp32, size_bytes=source.fp32.stat().st_size,
-                         session=session(source.fp32))
-        fp32.predictions, scores = evaluate_onnx(source.fp32, source.tokenizer, m, examples, sess=fp32.session)
+                         settings=candidate_settings(m, target, {}))
+        fp32.session = open_session(source.fp32, fp32.settings)
+        fp32.predictions, scores = evaluate_onnx(source.fp32, source.tokenizer, m, examples, settings=fp32.settings,
+                                                 sess=fp32.session)
         fp32.metrics, fp32.drop, fp32.agreement, fp32.meets_budget = summary(scores), 0.0, 1.0, True
 
         def run(recipe: Recipe) -> Candidate:
@@ -536,7 +541,8 @@ def quantize(source_path: str | Path, out: str | Path, cfg: QuantizeConfig,
 def _candidate(recipe: Recipe, target: Target, source: Source, work: Path, calibration: list[dict],
                examples: list, fp32: Candidate, max_drop: float) -> Candidate:
     """Build one candidate and score it against FP32 on the same rows (timing comes later, for all)."""
-    from edgeft.compress.evaluate import agreement, evaluate_onnx, session, summary
+    from edgeft.compress.evaluate import agreement, evaluate_onnx, summary
+    from edgeft.runtime.session import open_session
 
     c = Candidate(recipe.name, {k: list(v) if isinstance(v, tuple) else v  # JSON-shaped, as in the table
                                 for k, v in asdict(recipe).items() if k != "name"})
@@ -546,12 +552,14 @@ def _candidate(recipe: Recipe, target: Target, source: Source, work: Path, calib
     t0 = time.perf_counter()
     try:
         c.path = build(recipe, target, source, work / f"{recipe.name}.onnx", calibration)
-        c.session = session(c.path, disabled_optimizers=recipe.disabled_optimizers)
+        c.settings = candidate_settings(source.manifest, target, c.recipe)
+        c.session = open_session(c.path, c.settings)
     except Exception as e:  # one broken recipe must not sink the search; the table says why
         c.status = f"failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
         return c
     c.seconds, c.size_bytes = time.perf_counter() - t0, c.path.stat().st_size
-    c.predictions, scores = evaluate_onnx(c.path, source.tokenizer, source.manifest, examples, sess=c.session)
+    c.predictions, scores = evaluate_onnx(c.path, source.tokenizer, source.manifest, examples, settings=c.settings,
+                                          sess=c.session)
     c.metrics = summary(scores)
     c.drop = fp32.metrics["value"] - c.metrics["value"]
     c.agreement = agreement(c.predictions, fp32.predictions)
@@ -599,23 +607,39 @@ def _search(cfg: QuantizeConfig, target: Target, source: Source, run: Callable[[
 def _fill_manifest(m, target: Target, cfg: QuantizeConfig, chosen: Candidate, fp32: Candidate, verdict: str,
                    n_candidates: int, rows: int, calibration_rows: int, ort_file: bool) -> None:
     """Target, quantization settings and measured metrics of the chosen candidate."""
-    r = chosen.recipe
     m.target = {**target.to_dict(), "artifacts": {"ort": "model.ort"} if ort_file else {}}
     m.quantization = {
-        "candidate": chosen.name, **r,
-        "weight_type": r["weight_type"] or target.weight_type,
-        "activation_type": "uint8" if r["mode"] == "dynamic" else target.activation_type,
-        "reduce_range": target.reduce_range if r["reduce_range"] is None else r["reduce_range"],
-        "calibration_rows": calibration_rows if r["mode"] == "static" else 0,
+        "candidate": chosen.name, **quantization_fields(chosen.recipe, target, calibration_rows),
         "search": {"mode": cfg.mode, "candidates": n_candidates, "max_accuracy_drop": cfg.max_accuracy_drop,
                    "verdict": verdict, "table": "candidates.json"},
     }
+    m.batching = chosen.settings.batching
     m.metrics = {
         "split": str(cfg.data), "rows": rows, "variant": chosen.metrics, "fp32": fp32.metrics,
         "drop": chosen.drop, "agreement": chosen.agreement, "latency_ms": chosen.to_dict()["latency_ms"],
         "fp32_latency_ms": fp32.to_dict()["latency_ms"],
         "latency_setup": "batch 1, 1 thread, real sentences, interleaved; measured on this machine",
     }
+
+
+def quantization_fields(recipe: dict, target: Target, calibration_rows: int = 0) -> dict:
+    """The manifest's ``quantization`` settings of a candidate made from ``recipe`` (a Candidate's
+    JSON-shaped recipe; {} for FP32), with the target's defaults filled in."""
+    if not recipe:
+        return {}
+    return {**recipe, "weight_type": recipe["weight_type"] or target.weight_type,
+            "activation_type": "uint8" if recipe["mode"] == "dynamic" else target.activation_type,
+            "reduce_range": target.reduce_range if recipe["reduce_range"] is None else recipe["reduce_range"],
+            "calibration_rows": calibration_rows if recipe["mode"] == "static" else 0}
+
+
+def candidate_settings(m, target: Target, recipe: dict):
+    """How a candidate is scored and timed: ``settings_for`` the manifest its bundle would carry, at
+    1 thread (timing is single-threaded; ``Predictor.load(bundle, threads=1)`` gets the same)."""
+    from edgeft.runtime.session import settings_for
+
+    return settings_for(replace(m, target=target.to_dict(), quantization=quantization_fields(recipe, target),
+                                batching=""), threads=1)
 
 
 def _time_all(fp32: Candidate, candidates: list[Candidate], timing: list[dict], cfg: QuantizeConfig) -> None:
@@ -670,11 +694,11 @@ def _ort_format(model: Path, dst: Path) -> Path:
     """ORT-format copy for ONNX Runtime Mobile, optimized at basic level only (portable)."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    from edgeft.runtime.session import SessionSettings, session_options
+
+    so = session_options(SessionSettings(graph_optimization="basic"))
     so.optimized_model_filepath = str(dst)
     so.add_session_config_entry("session.save_model_format", "ORT")
-    so.log_severity_level = 3
     ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     return dst
 

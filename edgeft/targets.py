@@ -41,9 +41,12 @@ class Target:
     reduce_range: bool = False  # 7-bit weights: avoids int16 saturation of U8S8 on AVX2-only x86
     op_types: tuple[str, ...] = ("MatMul", "Gemm")  # weight ops to quantize by default
     opset: int = 18  # ONNX opset of the export (18: ONNX Runtime >= 1.14, Mobile and Web included)
-    graph_optimization: str = "all"  # session graph-optimization level the runtime should use
-    threads: int = 0  # runtime default intra-op threads; 0 = ONNX Runtime's default (one per core)
-    execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    # Recorded in the manifest's "target" and read by edgeft.runtime.session, so the quantize search
+    # times candidates, and the runtime and the Android app serve the bundle, with the same settings.
+    # (No execution-provider field: edgeft's INT8 graphs use contrib ops with CPU kernels only, so a
+    # preset naming another provider would run on CPU anyway; `Predictor.load(providers=…)` chooses.)
+    graph_optimization: str = "all"  # session graph-optimization level (android-arm64: "basic", as model.ort)
+    threads: int = 0  # runtime default intra-op threads (capped at the machine's cores); 0 = physical cores, ≤ 4
     extra_artifacts: tuple[str, ...] = ()
     detect_isa: bool = False  # x86_64: pick the VNNI or AVX2 settings from this CPU's flags
 

@@ -271,7 +271,7 @@ def sample_texts(data: Path | None, qa: bool = False) -> list:
 def machine_info(cpuinfo: str = "/proc/cpuinfo", board_file: str = "/proc/device-tree/model") -> dict[str, Any]:
     """CPU model, board (Raspberry Pi and other device-tree boards), ISA flags that matter for INT8
     kernels, cores, OS and Python. (The paths are parameters for tests.)"""
-    from edgeft.runtime.predictor import physical_cores
+    from edgeft.runtime.session import physical_cores
 
     found, flags = {}, set()
     try:

@@ -13,7 +13,13 @@ to trust it (sha256 + size of every file, parity and accuracy figures, tool vers
 
 Format version history:
     1 — first release; later within version 1: the question-answering task and its ``qa`` field
-        (older runtimes refuse such a bundle by its task, with a message naming it).
+        (older runtimes refuse such a bundle by its task, with a message naming it); then the
+        optional ``batching`` field (below). Older runtimes keep it in ``extra`` and ignore it.
+
+``batching``: how rows may share a model call, so that a text's answer never depends on its batch:
+"padded" (length-sorted rows padded to the longest of their batch: FP32, static QDQ) or "rows" (one
+unpadded row per call: dynamic INT8, whose activation scale spans the whole input tensor). Without
+the field (older bundles): "rows" for quantization mode "dynamic", else "padded" (session.batching_of).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class Manifest:
     parity: dict[str, Any] = field(default_factory=dict)  # max |Δlogit|, argmax agreement, shapes
     metrics: dict[str, Any] = field(default_factory=dict)  # this variant + FP32 reference, drop, agreement
     qa: dict[str, Any] = field(default_factory=dict)  # QA windows: doc_stride, max_question/answer_tokens
+    batching: str = ""  # "padded" | "rows" (module docstring); "" = not recorded: inferred from quantization
     versions: dict[str, str] = field(default_factory=dict)  # tool versions that wrote the bundle
     created: str = ""  # ISO 8601, UTC
     extra: dict[str, Any] = field(default_factory=dict)

@@ -4,8 +4,11 @@
     p = Predictor.load("runs/bundle")          # or "bundle.zip"; verifies hashes first
     p.predict(["great film", "dull"])           # [Prediction(label="positive", score=0.93, …), …]
 
-Batching pads in numpy (dynamic padding: texts sorted by length, each batch padded only to its
-longest member), so the tokenizer's own padding is never switched on. The tokenizer is configured
+How texts share a model call is the bundle's ``batching`` (edgeft.runtime.session): "padded" sorts
+texts by length and pads each batch only to its longest member, in numpy (the tokenizer's own
+padding is never switched on); "rows" runs one text per call, for dynamic-INT8 graphs whose
+activation scale spans the whole input tensor. Either way a text's answer does not depend on what
+else was passed with it. The tokenizer is configured
 once at load (truncation to the bundle's max_length) and never mutated afterwards — a setting
 changed per call would leak into the texts another thread is encoding — and
 ``InferenceSession.run`` is thread-safe, so one Predictor serves many threads without a lock.
@@ -16,7 +19,6 @@ numpy, onnxruntime and tokenizers only.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +32,7 @@ from edgeft.errors import BundleError, ConfigError
 from edgeft.runtime.bundle import Bundle, load_bundle
 from edgeft.runtime.manifest import Manifest
 from edgeft.runtime.qa import Answer, Windowing, as_pairs, decode
+from edgeft.runtime.session import SessionSettings, groups, open_session, pad, settings_for
 
 CLIP_CHARS_PER_TOKEN = 32  # a text longer than max_length × this is cut before tokenizing (see _clip)
 _SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: valid in a Python str, not in UTF-8
@@ -83,9 +86,10 @@ class Predictor:
     session: Any  # onnxruntime.InferenceSession
     tokenizer: Any  # tokenizers.Tokenizer, truncation set at load, padding off; never mutated after
     source: Path
-    batch_size: int = 32
+    batch_size: int = 32  # rows per model call when the bundle's batching is "padded"
     threads: int = 1
     load_seconds: float = field(default=0.0, compare=False)  # verification + session creation
+    settings: SessionSettings = SessionSettings()  # how the session was made and how rows are batched
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None,
@@ -94,9 +98,11 @@ class Predictor:
 
         Args:
             path: bundle folder or .zip.
-            threads: onnxruntime intra-op threads; default: physical cores, at most 4.
+            threads: onnxruntime intra-op threads; default: the bundle target's (capped at the
+                physical cores), else physical cores, at most 4.
             providers: onnxruntime execution providers; default CPU.
-            batch_size: texts per model call inside ``predict``.
+            batch_size: texts per model call inside ``predict`` (bundles batched "padded"; a
+                "rows" bundle runs one text per call whatever this is).
         Raises:
             BundleError: the bundle fails verification or onnxruntime cannot load it.
             ConfigError: a bad thread count, batch size or provider.
@@ -109,11 +115,11 @@ class Predictor:
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be ≥ 1, not {batch_size}")
         bundle = load_bundle(path)  # raises before any session exists
-        threads = threads or default_threads()
-        session = make_session(bundle, threads, providers)
+        settings = settings_for(bundle.manifest, threads, providers)
+        session = make_session(bundle, settings)
         tokenizer = make_tokenizer(bundle)
-        return cls(bundle.manifest, session, tokenizer, bundle.source, batch_size, threads,
-                   time.perf_counter() - t0)
+        return cls(bundle.manifest, session, tokenizer, bundle.source, batch_size, settings.threads,
+                   time.perf_counter() - t0, settings)
 
     @property
     def is_ner(self) -> bool:
@@ -192,20 +198,12 @@ class Predictor:
     def run_windows(self, encodings: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(start, end) logits, each (len(ids),), of QA window encodings, with their token type ids."""
         m = self.manifest
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))  # similar lengths share a batch
         out: list[Any] = [None] * len(encodings)
-        for b in range(0, len(order), self.batch_size):
-            chunk = order[b:b + self.batch_size]
+        for chunk in groups([len(e.ids) for e in encodings], self.batch_size, self.settings.batching):
             width = max(len(encodings[i].ids) for i in chunk)  # a window has its special tokens: never 0
-            feeds = {"input_ids": np.full((len(chunk), width), m.pad_token_id, dtype=np.int64),  # (batch, seq)
-                     "attention_mask": np.zeros((len(chunk), width), dtype=np.int64),
-                     "token_type_ids": np.zeros((len(chunk), width), dtype=np.int64)}  # 1 on the context segment
-            for r, i in enumerate(chunk):
-                e = encodings[i]
-                n = len(e.ids)
-                feeds["input_ids"][r, :n], feeds["attention_mask"][r, :n], feeds["token_type_ids"][r, :n] = \
-                    e.ids, 1, e.type_ids
-            start, end = self.session.run(m.outputs[:2], {k: feeds[k] for k in m.inputs})
+            feeds = pad([encodings[i].ids for i in chunk], m.inputs, m.pad_token_id,
+                        [encodings[i].type_ids for i in chunk])  # (batch, width) each
+            start, end = self.session.run(m.outputs[:2], feeds)
             if start.shape != (len(chunk), width) or end.shape != start.shape:
                 raise BundleError(f"{self.source}: the model returned start/end logits of shapes {start.shape} and "
                                   f"{end.shape}, expected {(len(chunk), width)}; the manifest does not match the model")
@@ -215,38 +213,38 @@ class Predictor:
         return out
 
     def forward(self, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        """Run the model on token ids with dynamic padding.
+        """Run the model on token ids, batched as the bundle says (module docstring).
 
         Returns:
             per sequence, its float32 logits: (num_labels,) for classification, (len(ids[i]),
             num_labels) for NER.
         """
         m = self.manifest
-        if len(ids) == 1 and 0 < len(ids[0]) <= len(_ONES):  # batch 1, the serving case: nothing to sort or pad
-            n = len(ids[0])
-            feeds = {"input_ids": np.array(ids, dtype=np.int64),  # (1, seq)
-                     "attention_mask": _ONES[None, :n], "token_type_ids": _ZEROS[None, :n]}  # read-only views
-            logits = self.session.run(m.outputs[:1], {k: feeds[k] for k in m.inputs})[0]
-            if logits.shape != ((1, n, len(m.labels)) if self.is_ner else (1, len(m.labels))):
-                self._check_shape(logits, 1, n)
-            return [logits[0]]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
+        if len(ids) == 1 or self.settings.batching == "rows":  # one row per call: nothing to sort or pad
+            return [self._forward_one(seq) for seq in ids]
         out: list[np.ndarray] = [np.empty(0)] * len(ids)
-        for b in range(0, len(order), self.batch_size):
-            chunk = order[b:b + self.batch_size]
-            width = max(1, max(len(ids[i]) for i in chunk))
-            input_ids = np.full((len(chunk), width), m.pad_token_id, dtype=np.int64)  # (batch, seq)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)  # 1 = real token, 0 = pad
-            for r, i in enumerate(chunk):
-                seq = ids[i] or [m.pad_token_id]  # no token at all (e.g. "" without specials): one pad
-                input_ids[r, :len(seq)] = seq
-                mask[r, :len(seq)] = 1
-            feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-            logits = self.session.run(m.outputs[:1], {k: feeds[k] for k in m.inputs})[0]
+        for chunk in groups([len(seq) for seq in ids], self.batch_size, self.settings.batching):
+            feeds = pad([ids[i] for i in chunk], m.inputs, m.pad_token_id)  # (batch, width) each
+            width = feeds["input_ids"].shape[1]
+            logits = self.session.run(m.outputs[:1], feeds)[0]
             self._check_shape(logits, len(chunk), width)
             for r, i in enumerate(chunk):
                 out[i] = logits[r, :len(ids[i])] if self.is_ner else logits[r]
         return out
+
+    def _forward_one(self, seq: Sequence[int]) -> np.ndarray:
+        """One unpadded row, (1, seq); the batch-1 serving path, so it allocates as little as it can."""
+        m = self.manifest
+        n = len(seq)
+        if not 0 < n <= len(_ONES):  # no token at all (e.g. "" without specials), or very long: pad()
+            feeds = pad([seq], m.inputs, m.pad_token_id)
+        else:
+            arrays = {"input_ids": np.array([seq], dtype=np.int64),  # (1, seq)
+                      "attention_mask": _ONES[None, :n], "token_type_ids": _ZEROS[None, :n]}  # read-only views
+            feeds = {k: arrays[k] for k in m.inputs}
+        logits = self.session.run(m.outputs[:1], feeds)[0]
+        self._check_shape(logits, 1, max(n, 1))
+        return logits[0, :n] if self.is_ner else logits[0]
 
     def _check_shape(self, logits: np.ndarray, batch: int, width: int) -> None:
         want = (batch, width, len(self.manifest.labels)) if self.is_ner else (batch, len(self.manifest.labels))
@@ -373,31 +371,10 @@ def entities(text: str, enc: Any, logits: np.ndarray, labels: list[str]) -> tupl
     return tuple(out)
 
 
-def default_threads() -> int:
-    """Physical cores, at most 4: hyper-threads and more than 4 threads rarely help a small encoder."""
-    return max(1, min(4, physical_cores()))
-
-
-def physical_cores() -> int:
-    """Distinct (physical id, core id) pairs in /proc/cpuinfo; os.cpu_count() where that is missing."""
-    try:
-        pairs, phys = set(), "0"
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "physical id":
-                phys = value.strip()
-            elif key == "core id":
-                pairs.add((phys, value.strip()))
-        if pairs:
-            return len(pairs)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
-
-
-def make_session(bundle: Bundle, threads: int, providers: Sequence[str] | None = None) -> Any:
-    """An onnxruntime session for a verified bundle; checks the model's inputs/outputs against the manifest."""
+def make_session(bundle: Bundle, settings: SessionSettings) -> Any:
+    """An onnxruntime session for a verified bundle, made as ``settings`` say (``settings_for`` its
+    manifest: the options its quantize candidate was measured with); checks the model's
+    inputs/outputs against the manifest."""
     import onnxruntime as ort
 
     m = bundle.manifest
@@ -405,21 +382,11 @@ def make_session(bundle: Bundle, threads: int, providers: Sequence[str] | None =
         raise BundleError(f"{bundle.source} needs onnxruntime ≥ {m.min_onnxruntime}, but {ort.__version__} is "
                           "installed: pip install -U onnxruntime")
     available = ort.get_available_providers()
-    providers = list(providers or ["CPUExecutionProvider"])
-    unknown = [p for p in providers if p not in available]
+    unknown = [p for p in settings.providers if p not in available]
     if unknown:
         raise ConfigError(f"execution provider(s) {unknown} are not available; this onnxruntime has {available}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1  # one graph branch at a time: transformer graphs are sequential
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # errors only; warnings about unused initializers are noise here
-    # A quantize candidate may have been chosen with some graph optimizers off (it was faster so); the
-    # manifest says which, and the session must match what was measured.
-    disabled = [str(x) for x in (m.quantization or {}).get("disabled_optimizers") or []]
     try:
-        session = ort.InferenceSession(bundle.model, sess_options=opts, providers=providers,
-                                       disabled_optimizers=disabled)
+        session = open_session(bundle.model, settings)
     except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, …)
         raise BundleError(_load_failure(bundle, str(e))) from None
     names = {i.name for i in session.get_inputs()}

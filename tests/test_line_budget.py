@@ -7,7 +7,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Raised for question answering, a new task in every stage: runtime 1500 → 1700 (runtime/qa.py: windows and
 # span decoding), edgeft 2000 → 2350 (edgeft/squad.py: SQuAD readers and the official metric).
-BUDGET = {"runtime": 1700, "compress": 3000, "train": 800, "edgeft": 2350}  # non-blank, non-comment lines
+# runtime 1700 → 1750: runtime/session.py, the one module for session options and batching that the quantize
+# search and the runtime share (a candidate is measured the way its bundle is served).
+BUDGET = {"runtime": 1750, "compress": 3000, "train": 800, "edgeft": 2350}  # non-blank, non-comment lines
 
 
 def code_lines(folder: Path) -> int:

@@ -180,6 +180,7 @@ def test_session_runs_without_the_optimizers_the_manifest_disables(cls_bundle, m
 
     from edgeft.runtime.bundle import load_bundle
     from edgeft.runtime.predictor import make_session
+    from edgeft.runtime.session import settings_for
 
     seen = []
     real = ort.InferenceSession
@@ -190,7 +191,7 @@ def test_session_runs_without_the_optimizers_the_manifest_disables(cls_bundle, m
 
     monkeypatch.setattr(ort, "InferenceSession", spy)
     bundle = load_bundle(cls_bundle)
-    make_session(bundle, threads=1)
+    make_session(bundle, settings_for(bundle.manifest, threads=1))
     quantized = dataclasses.replace(bundle.manifest, quantization={"disabled_optimizers": ["SkipLayerNormFusion"]})
-    make_session(dataclasses.replace(bundle, manifest=quantized), threads=1)
+    make_session(dataclasses.replace(bundle, manifest=quantized), settings_for(quantized, threads=1))
     assert seen == [[], ["SkipLayerNormFusion"]]
