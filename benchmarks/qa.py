@@ -36,6 +36,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from edgeft.writable import write_json
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATASETS = HERE.parent.parent / "shared" / "datasets"
 
@@ -234,10 +236,7 @@ def main(argv=None) -> None:
     prepare_device(args.device)
     args.work.mkdir(parents=True, exist_ok=True)
     result = run(args)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.results.with_name(args.results.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(args.results)
+    write_json(args.results, result)
     print(table(result))
     print(f"results → {args.results}")
 

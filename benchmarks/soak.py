@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from edgeft.writable import write_json
+
 HERE = Path(__file__).resolve().parent
 SAMPLES = HERE.parent / "edgeft" / "samples"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -210,10 +212,7 @@ def main() -> None:
     stream = soak_stream(args.bundle, args.lines, progress=say) if args.lines else None
     report = {"machine": {**machine_info(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
               "threads": threads, "stream": stream}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(args.out)
+    write_json(args.out, report)
     print(render(report))
     print(f"→ {args.out}")
 

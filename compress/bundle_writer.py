@@ -3,17 +3,13 @@
 A bundle is never half-written: files are copied into a temp folder beside the destination, hashed,
 the manifest is written last, and only then is the folder renamed into place (``os.replace``, atomic
 on one filesystem). A ``.zip`` is written to a temp file beside the destination and renamed the same
-way. A failure at any point leaves the destination absent or as it was.
+way. A failure at any point leaves the destination absent or as it was (``edgeft.writable``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import glob
-import os
-import re
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -21,7 +17,7 @@ from edgeft.errors import BundleError, ConfigError
 from edgeft.runtime.manifest import MANIFEST_NAME, Manifest, file_digest
 from edgeft.runtime.session import batching_of
 from edgeft.versions import versions
-from edgeft.writable import check_writable
+from edgeft.writable import atomic_file, atomic_folder, check_writable, recover, scratch_folder
 
 
 def _check_destination(dest: Path, zipped: bool) -> None:
@@ -61,7 +57,7 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
     dest = check_output(dest, zipped)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        _recover(dest)
+        recover(dest)
         return _write(dest, files, manifest, zipped)
     except OSError as e:  # disk full, read-only, …: name the bundle, not our temp file
         if e.errno is None:
@@ -70,77 +66,21 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
 
 
 def _write(dest: Path, files: dict[str, str | Path], manifest: Manifest, zipped: bool) -> Path:
-    # The pid in the temp names lets a later writer tell a killed writer's leftovers from a live one's.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a bundle folder should look like any other
-    try:
+    # A zip is staged in a scratch folder, then zipped into a temp file renamed onto dest; a folder
+    # bundle is staged in the temp folder that replaces dest.
+    with (scratch_folder(dest) if zipped else atomic_folder(dest)) as tmp:
         for name, src in files.items():
             shutil.copyfile(src, tmp / name)
         manifest.files = {name: file_digest(tmp / name) for name in files}
         manifest.created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
         manifest.versions = manifest.versions or versions()
         manifest.batching = batching_of(manifest)
-        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")  # last: a bundle with it is whole
         if zipped:
-            tmp_zip = tmp.with_name(tmp.name + ".zip")
-            try:
-                with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
-                    for path in sorted(tmp.iterdir()):
-                        z.write(path, path.name)
-                os.replace(tmp_zip, dest)
-            finally:
-                tmp_zip.unlink(missing_ok=True)
-        else:
-            _replace_dir(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            with atomic_file(dest) as tmp_zip, zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
+                for path in sorted(tmp.iterdir()):
+                    z.write(path, path.name)
     return dest
-
-
-def _recover(dest: Path) -> None:
-    """Clean up after a writer that was killed (kill -9, power loss) before it could: remove its
-    temp files, and if it died between moving the old bundle aside and renaming the new one into
-    place, put the old bundle back. Files of a writer that is still running are left alone."""
-    name = re.escape(dest.name)
-    temp = re.compile(rf"\.{name}\.(\d+)\.[a-z0-9_]+\.tmp(\.zip)?")  # _write's mkdtemp names
-    moved = re.compile(rf"\.{name}\.old-(\d+)")  # _replace_dir's previous bundle
-    for path in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
-        match = temp.fullmatch(path.name) or moved.fullmatch(path.name)
-        if match is None or _alive(int(match.group(1))):
-            continue
-        if match.re is moved and not dest.exists():
-            os.replace(path, dest)  # the previous bundle, complete: it had only been moved aside
-        elif path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's process; not a pid at all
-        return True
-    return True
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Rename ``new`` to ``dest``; an existing ``dest`` is moved aside first and restored on failure."""
-    if not dest.exists():
-        os.replace(new, dest)
-        return
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    os.replace(dest, old)
-    try:
-        os.replace(new, dest)
-    except BaseException:
-        os.replace(old, dest)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_bundle(path: str | Path, work_dir: str | Path) -> tuple[Manifest, Path]:

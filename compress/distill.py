@@ -42,13 +42,14 @@ from typing import Callable, Sequence
 from edgeft.data import Dataset, TextExample, TokenExample, check_labels, detect_task, fingerprint, write_jsonl
 from edgeft.errors import ConfigError, DataError, ModelError, require
 from edgeft.train.config import TrainConfig
-from edgeft.train.finetune import (IGNORE, _check_output_dir, _last_checkpoint, _save_model, _write_json, build_trainer,
-                                   encode, evaluate, load_model, predictions_to_metrics, prepare_splits, save_curves,
+from edgeft.train.finetune import (IGNORE, _check_output_dir, _last_checkpoint, _save_model, build_trainer, encode,
+                                   evaluate, load_model, predictions_to_metrics, prepare_splits, save_curves,
                                    train_summary)
 from edgeft.squad import QAExample, to_row
 from edgeft.train.model_source import resolve_model
 from edgeft.train.qa import qa_settings
 from edgeft.versions import versions
+from edgeft.writable import atomic_file, write_json
 
 DEFAULT_LAYERS = 3
 UNLABELED = "\x00unlabeled"  # label of transfer rows that have none (unlabeled text, augmented variants)
@@ -841,9 +842,9 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
     if rank0:
         _save_model(trainer, s_tok, out)
         comparison["size_bytes"] = {"teacher": _weights_bytes(Path(teacher_path)), "student": _weights_bytes(out)}
-        _write_json(out / "distill_config.json", cfg.to_dict())
+        write_json(out / "distill_config.json", cfg.to_dict())
         save_curves(log, out, metric_name)
-        _write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+        write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
     return metrics
 
 
@@ -861,12 +862,10 @@ def _write_splits(out: Path, train_ds: Dataset, val_ds: Dataset, test_ds: Datase
     for name, ds in (("train", train_ds), ("validation", val_ds), ("test", test_ds)):
         write_jsonl(ds, out / "data" / f"{name}.jsonl")
     origins = ["train"] * transfer.labeled + ["unlabeled"] * transfer.unlabeled + ["augmented"] * transfer.augmented
-    tmp = out / "data" / ".transfer.jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(out / "data" / "transfer.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
         for ex, origin in zip(transfer.examples, origins, strict=True):
             row = to_row(ex) if isinstance(ex, QAExample) else \
                 {"text": ex.text, "label": None if ex.label == UNLABELED else ex.label} \
                 if isinstance(ex, TextExample) else {"tokens": list(ex.tokens),
                                                      "tags": None if UNLABELED in ex.tags else list(ex.tags)}
             f.write(json.dumps({**row, "origin": origin}, ensure_ascii=False) + "\n")
-    tmp.replace(out / "data" / "transfer.jsonl")

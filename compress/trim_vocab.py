@@ -28,14 +28,13 @@ from __future__ import annotations
 import copy
 import json
 import random
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from edgeft.errors import ConfigError, ModelError, require
-from edgeft.train.finetune import _write_json
+from edgeft.writable import atomic_folder, write_json
 
 SUPPORTED = ("WordPiece", "BPE")
 PREFIX_SPACE_MODELS = ("roberta", "gpt2")  # byte-level BPE: pre-split words need add_prefix_space (as in train)
@@ -117,17 +116,14 @@ def trim_vocab(model_dir: str | Path, corpus: str | Path, out_dir: str | Path, c
         raise ModelError(f"{source}: tokenizer.json has id {new_to_old[-1]} but the embedding matrix only "
                          f"{vocab_before} rows; the folder's tokenizer and model do not belong together.")
 
-    tmp = out.parent / f".{out.name}.trim-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(out) as tmp:  # moved into place only when complete
         progress(f"writing the trimmed model ({vocab_before} → {len(new_to_old)} tokens)")
         trimmed = trim_model(model, new_to_old, old_to_new)
         trimmed.save_pretrained(tmp)
         write_tokenizer(source, tmp, remap_spec(spec, old_to_new), old_to_new)
-        _write_json(tmp / "vocab_map.json", {"vocab_size_before": vocab_before, "vocab_size_after": len(new_to_old),
-                                             "new_to_old": new_to_old,
-                                             "old_to_new": {str(o): n for o, n in old_to_new.items()}})
+        write_json(tmp / "vocab_map.json", {"vocab_size_before": vocab_before, "vocab_size_after": len(new_to_old),
+                                            "new_to_old": new_to_old,
+                                            "old_to_new": {str(o): n for o, n in old_to_new.items()}})
         model2, tokenizer2 = load(tmp, words=isinstance(texts[0], list))  # what users will load: the real check
 
         progress("checking logits on corpus rows")
@@ -156,12 +152,7 @@ def trim_vocab(model_dir: str | Path, corpus: str | Path, out_dir: str | Path, c
         if cfg.validation:
             progress(f"scoring {cfg.validation} before and after")
             report["validation"] = validation_report(model, tokenizer, model2, tokenizer2, new_to_old, task, cfg)
-        _write_json(tmp / "trim_report.json", report)
-        if out.exists():  # empty, or --force
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_json(tmp / "trim_report.json", report)  # out, if it exists (empty, or --force), is replaced
     return report
 
 
@@ -325,12 +316,12 @@ def write_tokenizer(source: Path, dest: Path, spec: dict, old_to_new: dict[int, 
                                             if int(i) in old_to_new}
         if name == "added_tokens.json":
             data = {t: old_to_new[i] for t, i in data.items() if i in old_to_new}
-        _write_json(dest / name, data)
+        write_json(dest / name, data)
     tokens = [t for t, _ in sorted(spec["model"]["vocab"].items(), key=lambda kv: kv[1])]
     if (source / "vocab.txt").is_file():
         (dest / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
     if (source / "vocab.json").is_file():
-        _write_json(dest / "vocab.json", spec["model"]["vocab"])
+        write_json(dest / "vocab.json", spec["model"]["vocab"])
     if (source / "merges.txt").is_file() and spec["model"]["type"] == "BPE":
         lines = [" ".join(m) if isinstance(m, list) else m for m in spec["model"]["merges"]]
         (dest / "merges.txt").write_text("#version: 0.2\n" + "".join(line + "\n" for line in lines), encoding="utf-8")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeft.errors import DataError
+from edgeft.writable import atomic_file
 
 TASKS = ("text-classification", "token-classification", "question-answering")
 CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".iob2")
@@ -371,14 +372,11 @@ def write_jsonl(ds: Dataset, path: str | Path) -> None:
     """Save a split as JSONL (text/label, tokens/tags or SQuAD rows), atomically."""
     from edgeft.squad import QAExample, to_row
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for ex in ds.examples:
             row = {"text": ex.text, "label": ex.label} if isinstance(ex, TextExample) else to_row(ex) \
                 if isinstance(ex, QAExample) else {"tokens": list(ex.tokens), "tags": list(ex.tags)}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 def fingerprint(*datasets: Dataset) -> str:

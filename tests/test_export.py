@@ -171,19 +171,19 @@ def test_failure_mid_write_leaves_destination_as_it_was(tmp_path, monkeypatch, z
 
 
 def test_failure_at_the_final_rename_restores_the_old_bundle(tmp_path, monkeypatch):
-    import edgeft.compress.bundle_writer as bw
+    import edgeft.writable as writable
 
     dest = tmp_path / "out" / "b"
     write_bundle(dest, *small_bundle(tmp_path, "old"))
     before = snapshot(dest)
-    real = bw.os.replace
+    real = writable.os.replace
 
     def replace(src, dst):
         if Path(src).name.endswith(".tmp"):  # the new bundle moving into place
             raise OSError("rename failed")
         real(src, dst)
 
-    monkeypatch.setattr(bw.os, "replace", replace)
+    monkeypatch.setattr(writable.os, "replace", replace)
     with pytest.raises(OSError, match="rename failed"):
         write_bundle(dest, *small_bundle(tmp_path, "new"))
     assert snapshot(dest) == before and sorted(p.name for p in dest.parent.iterdir()) == ["b"]

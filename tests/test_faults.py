@@ -42,6 +42,7 @@ runner = CliRunner()
 CHILD = r"""
 import os, sys, time, runpy, shutil, zipfile
 import edgeft.compress.bundle_writer as bw
+import edgeft.writable as writable
 
 phase, here = os.environ["KILL_PHASE"], os.environ["KILL_SIGNAL"]
 
@@ -58,8 +59,8 @@ if phase == "mid-copy":  # half of model.onnx is on disk in the temp folder
         arrived()
     bw.shutil.copyfile = copyfile
 elif phase == "before-rename":  # the temp folder is complete, manifest included
-    real_replace_dir = bw._replace_dir
-    bw._replace_dir = lambda new, dest: (arrived(), real_replace_dir(new, dest))
+    real_replace_folder = writable.replace_folder
+    writable.replace_folder = lambda new, dest: (arrived(), real_replace_folder(new, dest))
 elif phase == "old-moved-aside":  # between the two renames that swap an old bundle for the new one
     real_replace = os.replace
     def replace(src, dst):
@@ -146,9 +147,9 @@ def test_kill_while_writing_never_leaves_a_half_bundle(cls_bundle, tmp_path, pha
     else:
         assert not dest.exists()
     if previous:  # … and the next writer's first step puts the old bundle back
-        from edgeft.compress.bundle_writer import _recover
+        from edgeft.writable import recover
 
-        _recover(dest)
+        recover(dest)
         assert snapshot(dest) == before
         load_bundle(dest)
     result = runner.invoke(app, args)  # the same command again: cleans up, writes, leaves no temp files

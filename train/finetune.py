@@ -17,9 +17,7 @@ and multi-GPU / multi-node through torchrun or accelerate come with it:
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 import random
 from pathlib import Path
@@ -31,7 +29,7 @@ from edgeft.train.config import TrainConfig
 from edgeft.train.model_source import resolve_model
 from edgeft.train.qa import qa_settings
 from edgeft.versions import versions
-from edgeft.writable import check_writable
+from edgeft.writable import atomic_file, check_writable, scratch_folder, write_json
 
 IGNORE = -100  # label id the loss and the metrics skip (special tokens, non-first sub-tokens, padding)
 
@@ -109,9 +107,9 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
     }
     if rank0:
         _save_model(trainer, tokenizer, out)
-        _write_json(out / "train_config.json", cfg.to_dict())
+        write_json(out / "train_config.json", cfg.to_dict())
         save_curves(trainer.state.log_history, out, metric_name)
-        _write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+        write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
     return metrics
 
 
@@ -386,7 +384,7 @@ def save_curves(log_history: list[dict], out: Path, metric: str) -> None:
     """Training loss and the validation metric per evaluation, as JSON and PNG."""
     loss = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
     val = [(h["step"], h[f"eval_{metric}"]) for h in log_history if f"eval_{metric}" in h]
-    _write_json(out / "curves.json", {"train_loss": loss, f"validation_{metric}": val})
+    write_json(out / "curves.json", {"train_loss": loss, f"validation_{metric}": val})
     import matplotlib
 
     matplotlib.use("Agg")
@@ -403,10 +401,9 @@ def save_curves(log_history: list[dict], out: Path, metric: str) -> None:
         ax2.set_ylabel(f"validation {metric}")
     fig.legend(loc="upper right")
     fig.tight_layout()
-    tmp = out / ".curves.png.tmp"
-    fig.savefig(tmp, format="png", dpi=100)
+    with atomic_file(out / "curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(out / "curves.png")
 
 
 def _check_output_dir(out: Path, cfg: TrainConfig) -> None:
@@ -432,21 +429,14 @@ def _last_checkpoint(out: Path) -> str | None:
 
 
 def _save_model(trainer, tokenizer, out: Path) -> None:
-    """Write the best model next to the metrics: into a temp folder first, then moved into place."""
-    tmp = out / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))  # safetensors + config with id2label/label2id
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing downstream needs it
-    for item in tmp.iterdir():
-        item.replace(out / item.name)
-    tmp.rmdir()
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    """Write the best model next to the metrics: into a temp folder first, then moved into place
+    file by file (the run folder also holds the splits, curves and checkpoints)."""
+    with scratch_folder(out / "model") as tmp:
+        trainer.save_model(str(tmp))  # safetensors + config with id2label/label2id
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing downstream needs it
+        for item in tmp.iterdir():
+            item.replace(out / item.name)
 
 
 def _cuda_available() -> bool:

@@ -18,6 +18,7 @@ import typer
 
 from edgeft.cli import TEXT_COLUMN, LABEL_COLUMN, app
 from edgeft.errors import ConfigError, DataError
+from edgeft.writable import atomic_write_text, write_json
 
 BUNDLE_HELP = "Bundle folder (model.onnx, tokenizer.json, edgeft.json) or a .zip of it; verified before use."
 THREADS_HELP = "onnxruntime intra-op threads (default: physical cores, at most 4)."
@@ -203,7 +204,7 @@ def eval_command(
     predictor = Predictor.load(bundle, threads=threads, batch_size=batch_size)
     metrics = evaluate(predictor, data, text_column=text_column, label_column=label_column, skip_bad_rows=skip_bad_rows)
     if json_out:
-        _write_json(json_out, metrics)
+        write_json(json_out, metrics)
     name, value = headline(metrics)
     other = (f"exact match {metrics['exact_match']:.4f}" if "exact_match" in metrics
              else f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}" if name == "f1"
@@ -224,7 +225,7 @@ def inspect_command(
     report = inspect_bundle(bundle)
     typer.echo(render(report))
     if json_out:
-        _write_json(json_out, report)
+        write_json(json_out, report)
         typer.echo(f"report → {json_out}")
 
 
@@ -266,7 +267,7 @@ def bench_command(
         reports = [_read_json(p) for p in paths]
         typer.echo(bench.compare(*reports))
         if markdown:
-            _write_text(markdown, f"# edgeft bench: {paths[0].name} (a) vs {paths[1].name} (b)\n\n"
+            atomic_write_text(markdown, f"# edgeft bench: {paths[0].name} (a) vs {paths[1].name} (b)\n\n"
                                   + bench.compare(*reports, markdown=True) + "\n")
             typer.echo(f"comparison → {markdown}")
         return
@@ -285,25 +286,13 @@ def bench_command(
         max_length=max_length, progress=lambda line: typer.echo(line, err=True))
     typer.echo(bench.render(report))
     if json_out:
-        _write_json(json_out, report)
+        write_json(json_out, report)
     if markdown:
-        _write_text(markdown, bench.render(report, markdown=True) + "\n")
+        atomic_write_text(markdown, bench.render(report, markdown=True) + "\n")
     written = [str(p) for p in (json_out, markdown) if p]
     where = f" → {', '.join(written)}" if written else ""
     typer.echo(f"benchmarked {len(specs)} model(s) × {len(report['rows']) // len(specs)} configuration(s) "
                f"in {time.perf_counter() - t0:.1f} s{where}")
-
-
-def _write_json(path: Path, obj) -> None:
-    _write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temp file + rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _read_json(path: Path) -> dict:
