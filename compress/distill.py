@@ -42,9 +42,9 @@ from typing import Callable, Sequence
 from edgeft.data import Dataset, TextExample, TokenExample, check_labels, detect_task, fingerprint, write_jsonl
 from edgeft.errors import ConfigError, DataError, ModelError, require
 from edgeft.train.config import TrainConfig
-from edgeft.train.finetune import (IGNORE, _check_output_dir, _last_checkpoint, _save_model, build_trainer, encode,
-                                   evaluate, load_model, predictions_to_metrics, prepare_splits, save_curves,
-                                   train_summary)
+from edgeft.train.finetune import (IGNORE, build_trainer, encode, evaluate, load_model, predictions_to_metrics,
+                                   prepare_splits, save_curves, train_summary)
+from edgeft.train.outputs import check_output_dir, last_checkpoint, save_model
 from edgeft.squad import QAExample, to_row
 from edgeft.train.model_source import resolve_model
 from edgeft.train.qa import qa_settings
@@ -301,7 +301,7 @@ def read_texts(path: str | Path, text_column: str = "text", tokens_column: str =
                ) -> list[tuple[int, str | list[str]]]:
     """Unlabeled text as (line, text or word list): .txt (a text per line), .jsonl (``text`` or a
     ``tokens`` list), .csv/.tsv (the text column), .conll (words). Labels, if any, are ignored."""
-    from edgeft.data import CONLL_SUFFIXES, _decode, read_dataset
+    from edgeft.data import CONLL_SUFFIXES, read_dataset, read_text
 
     path = Path(path)
     if not path.is_file():
@@ -312,7 +312,7 @@ def read_texts(path: str | Path, text_column: str = "text", tokens_column: str =
         ds = read_dataset(path, task="token-classification")
         rows = [(ex.line, list(ex.tokens)) for ex in ds.examples]
     elif suffix in (".jsonl", ".json", ".ndjson"):
-        for number, line in enumerate(_decode(path).splitlines(), start=1):
+        for number, line in enumerate(read_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -332,7 +332,7 @@ def read_texts(path: str | Path, text_column: str = "text", tokens_column: str =
                                 f"(the row has {have}). Name the column with --text-column / --tokens-column.")
             rows.append((number, value))
     elif suffix in (".csv", ".tsv", ".tab"):
-        reader = csv.DictReader(io.StringIO(_decode(path), newline=""), delimiter="," if suffix == ".csv" else "\t")
+        reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter="," if suffix == ".csv" else "\t")
         if text_column not in (reader.fieldnames or []):
             have = ", ".join(map(repr, reader.fieldnames or [])) or "none"
             raise DataError(f"{path}:1: no column {text_column!r}; the columns are {have}. "
@@ -341,7 +341,7 @@ def read_texts(path: str | Path, text_column: str = "text", tokens_column: str =
             if (row.get(text_column) or "").strip():
                 rows.append((reader.line_num, row[text_column]))
     else:  # plain text: one text per line
-        rows = [(n, line) for n, line in enumerate(_decode(path).splitlines(), start=1) if line.strip()]
+        rows = [(n, line) for n, line in enumerate(read_text(path).splitlines(), start=1) if line.strip()]
     if not rows:
         raise DataError(f"{path}: no text in the file; it needs at least one non-empty row.")
     return rows
@@ -696,8 +696,8 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
     out = Path(out_dir)
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
     if rank0:
-        _check_output_dir(out, cfg.train)
-    resume = _last_checkpoint(out) if cfg.train.resume else None
+        check_output_dir(out, cfg.train.resume, cfg.train.force)
+    resume = last_checkpoint(out) if cfg.train.resume else None
     if cfg.train.resume and resume is None:
         raise ConfigError(f"--resume: no checkpoint in {out / 'checkpoints'} to continue from; run without --resume.")
     transformers = require("transformers", "distill")
@@ -840,7 +840,7 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
         "versions": versions(),
     }
     if rank0:
-        _save_model(trainer, s_tok, out)
+        save_model(trainer, s_tok, out)
         comparison["size_bytes"] = {"teacher": _weights_bytes(Path(teacher_path)), "student": _weights_bytes(out)}
         write_json(out / "distill_config.json", cfg.to_dict())
         save_curves(log, out, metric_name)

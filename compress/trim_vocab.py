@@ -87,13 +87,12 @@ def trim_vocab(model_dir: str | Path, corpus: str | Path, out_dir: str | Path, c
         a non-empty output folder without ``force``.
     """
     from edgeft.compress.distill import read_texts, task_of
-    from edgeft.train.finetune import _check_output_dir
+    from edgeft.train.outputs import check_output_dir
     from edgeft.versions import versions
-    from edgeft.train.config import TrainConfig
     from edgeft.train.model_source import resolve_model
 
     out = Path(out_dir)
-    _check_output_dir(out, TrainConfig(force=cfg.force))  # the same refusal as train's (no --resume here)
+    check_output_dir(out, force=cfg.force)  # the same refusal as train's (no --resume here)
     transformers = require("transformers", "trim-vocab")
     require("torch", "trim-vocab")
     transformers.utils.logging.set_verbosity_error()  # "sequence longer than max length" while counting

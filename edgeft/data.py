@@ -134,7 +134,7 @@ def read_dataset(
         if suffix not in (".jsonl", ".json", ".ndjson"):
             raise DataError(f"{path}: question answering reads SQuAD files: JSONL rows with question, context and "
                             f"answers, or the official nested .json.")
-        ds.examples = list(squad.read_rows(path, _decode(path), bad))
+        ds.examples = list(squad.read_rows(path, read_text(path), bad))
         if not ds.examples:
             raise DataError(f"{path}: {'only bad rows' if ds.skipped else 'no questions'}; a SQuAD file needs at "
                             f"least one question with its context and answers.")
@@ -223,7 +223,7 @@ def _token_example(row: dict, columns: tuple[str, str], line: int, bad) -> Token
     return TokenExample(tokens=tuple(tokens), tags=tuple(tags), line=line)
 
 
-def _decode(path: Path) -> str:
+def read_text(path: Path) -> str:
     """The file's text (UTF-8, BOM allowed); an undecodable byte is reported with its line."""
     raw = path.read_bytes()
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 byte-order mark (Excel's "Unicode text")
@@ -240,7 +240,7 @@ def _decode(path: Path) -> str:
 
 
 def _lines(path: Path) -> list[str]:
-    return _decode(path).splitlines()
+    return read_text(path).splitlines()
 
 
 def _read_jsonl(path: Path, bad):
@@ -254,7 +254,7 @@ def _read_jsonl(path: Path, bad):
 
 
 def _read_delimited(path: Path, delimiter: str):
-    text = _decode(path)
+    text = read_text(path)
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:

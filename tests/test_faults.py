@@ -217,7 +217,7 @@ def test_resume_after_kill_reaches_the_same_metrics(tiny_models, tmp_path):
 
 def test_resume_skips_a_checkpoint_cut_short(tmp_path):
     """A kill while the Trainer saves leaves a checkpoint folder without trainer_state.json (written last)."""
-    from edgeft.train.finetune import _last_checkpoint
+    from edgeft.train.outputs import last_checkpoint
 
     for step, complete in ((20, True), (40, True), (60, False)):
         folder = tmp_path / "checkpoints" / f"checkpoint-{step}"
@@ -225,8 +225,8 @@ def test_resume_skips_a_checkpoint_cut_short(tmp_path):
         (folder / "model.safetensors").write_bytes(b"0")
         if complete:
             (folder / "trainer_state.json").write_text("{}")
-    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoints" / "checkpoint-40")
-    assert _last_checkpoint(tmp_path / "nothing") is None
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoints" / "checkpoint-40")
+    assert last_checkpoint(tmp_path / "nothing") is None
 
 
 # ---------------------------------------------------------------------------------------------

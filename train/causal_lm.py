@@ -273,7 +273,7 @@ def build_lm_trainer(model, tokenizer, features: dict, out: Path, cfg):
     logging validation perplexity next to it."""
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
 
-    from edgeft.train.finetune import _cuda_available, use_bf16
+    from edgeft.train.finetune import cuda_available, use_bf16
 
     class LMTrainer(Trainer):
         def log(self, logs, *args, **kwargs):
@@ -304,7 +304,7 @@ def build_lm_trainer(model, tokenizer, features: dict, out: Path, cfg):
         prediction_loss_only=True,  # never gather the logits of a whole split
         save_total_limit=2,
         bf16=use_bf16(cfg.precision),
-        use_cpu=not _cuda_available(),
+        use_cpu=not cuda_available(),
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         seed=cfg.seed,
         data_seed=cfg.seed,

@@ -29,7 +29,8 @@ from edgeft.train.config import TrainConfig
 from edgeft.train.model_source import resolve_model
 from edgeft.train.qa import qa_settings
 from edgeft.versions import versions
-from edgeft.writable import atomic_file, check_writable, scratch_folder, write_json
+from edgeft.train.outputs import check_output_dir, last_checkpoint, save_model
+from edgeft.writable import atomic_file, write_json
 
 IGNORE = -100  # label id the loss and the metrics skip (special tokens, non-first sub-tokens, padding)
 
@@ -47,8 +48,8 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
     out = Path(out_dir)
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
     if rank0:
-        _check_output_dir(out, cfg)
-    resume = _last_checkpoint(out) if cfg.resume else None
+        check_output_dir(out, cfg.resume, cfg.force)
+    resume = last_checkpoint(out) if cfg.resume else None
     if cfg.resume and resume is None:
         raise ConfigError(f"--resume: no checkpoint in {out / 'checkpoints'} to continue from; run without --resume.")
     train_ds, val_ds, test_ds = prepare_splits(data, validation, test, cfg)
@@ -106,7 +107,7 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
         "versions": versions(),
     }
     if rank0:
-        _save_model(trainer, tokenizer, out)
+        save_model(trainer, tokenizer, out)
         write_json(out / "train_config.json", cfg.to_dict())
         save_curves(trainer.state.log_history, out, metric_name)
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
@@ -274,7 +275,7 @@ def build_trainer(model_init, tokenizer, features: dict, labels: list[str], task
         greater_is_better=True,
         save_total_limit=2,  # the best and the latest (for --resume)
         bf16=use_bf16(cfg.precision),
-        use_cpu=not _cuda_available(),
+        use_cpu=not cuda_available(),
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -406,40 +407,7 @@ def save_curves(log_history: list[dict], out: Path, metric: str) -> None:
     plt.close(fig)
 
 
-def _check_output_dir(out: Path, cfg: TrainConfig) -> None:
-    """Refuse to mix runs: a non-empty output folder needs --resume (same run) or --force (replace)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; choose a folder path.")
-    if out.is_dir() and any(out.iterdir()) and not cfg.resume:
-        if not cfg.force:
-            raise ConfigError(f"--out {out} is not empty; choose a new folder, pass --resume to continue that run, "
-                              f"or --force to replace it.")
-    check_writable(out)
-
-
-def _last_checkpoint(out: Path) -> str | None:
-    """The newest *complete* checkpoint: the Trainer writes trainer_state.json last, so a run killed
-    while saving leaves a folder without it, and resuming from that folder would fail."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    folder = out / "checkpoints"
-    done = [p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-            if p.name.rsplit("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()] if folder.is_dir() else []
-    return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
-
-
-def _save_model(trainer, tokenizer, out: Path) -> None:
-    """Write the best model next to the metrics: into a temp folder first, then moved into place
-    file by file (the run folder also holds the splits, curves and checkpoints)."""
-    with scratch_folder(out / "model") as tmp:
-        trainer.save_model(str(tmp))  # safetensors + config with id2label/label2id
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing downstream needs it
-        for item in tmp.iterdir():
-            item.replace(out / item.name)
-
-
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
