@@ -98,10 +98,14 @@ def _check_fields(m: Manifest, where: str) -> None:
             problems.append(text)
 
     expect(m.task in TASKS, f"task {m.task!r} is not one of {list(TASKS)}")
-    qa = m.task == "question-answering"
+    qa = m.task in ("question-answering", "text-generation")  # no labels
     expect(isinstance(m.labels, list) and (qa or len(m.labels) > 0) and all(isinstance(x, str) for x in m.labels),
            "labels must be a non-empty list of strings")
-    if qa:  # the windowing the runtime needs (edgeft.runtime.qa.settings)
+    if m.task == "text-generation":  # what edgeft.runtime.generate reads
+        gen = m.extra.get("generation")
+        expect(isinstance(gen, dict) and _is_int(gen.get("context_length")) and isinstance(gen.get("past"), list),
+               "a text-generation manifest needs generation {context_length, past, ...}")
+    elif m.task == "question-answering":  # the windowing the runtime needs (edgeft.runtime.qa.settings)
         keys = ("doc_stride", "max_question_tokens", "max_answer_tokens")
         expect(isinstance(m.qa, dict) and all(_is_int(m.qa.get(k)) for k in keys),
                f"a question-answering manifest needs qa {{{', '.join(keys)}}} as integers, not {m.qa!r}")

@@ -32,7 +32,8 @@ from typing import Any
 
 MANIFEST_NAME = "edgeft.json"
 FORMAT_VERSION = 1
-TASKS = ("text-classification", "token-classification", "question-answering")
+# text-generation: labels [], weights in ``model.onnx.data`` (hashed like every file), decoding in ``generation``.
+TASKS = ("text-classification", "token-classification", "question-answering", "text-generation")
 
 
 @dataclass
