@@ -66,16 +66,6 @@ app = typer.Typer(
 
 
 # Options several commands share (one definition, one help text).
-TEXT_COLUMN = typer.Option("text", help="Column holding the text.")
-LABEL_COLUMN = typer.Option("label", help="Column holding the label (string or integer).")
-TOKENS_COLUMN = typer.Option("tokens", help="NER JSONL: field holding the word list.")
-TAGS_COLUMN = typer.Option("tags", help="NER JSONL: field holding the BIO tags.")
-# The optimizer recipe, shared by train and distill (edgeft.train.config.TrainConfig says why each default).
-WARMUP = typer.Option(0.06, help="Fraction of the steps with linear learning-rate warm-up.")
-WEIGHT_DECAY = typer.Option(0.01, help="AdamW weight decay (not on biases and LayerNorm).")
-MAX_GRAD_NORM = typer.Option(1.0, help="Clip gradients to this global norm (the Trainer's default); 0 = no "
-                                       "clipping, as in a plain PyTorch loop (it scored higher on short runs: README).")
-ZIP = typer.Option(False, "--zip", help="Write a single .zip instead of a folder.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr.")
 
 
@@ -102,9 +92,11 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 from edgeft.cli import train as _train  # noqa: E402,F401
 from edgeft.cli import compress as _compress  # noqa: E402,F401
 from edgeft.cli import distill as _distill  # noqa: E402,F401
+from edgeft.cli import trim as _trim  # noqa: E402,F401
 from edgeft.cli import runtime as _runtime  # noqa: E402,F401
 from edgeft.cli import build as _build  # noqa: E402,F401
 from edgeft.cli import web as _web  # noqa: E402,F401
+from edgeft.cli import generate as _generate  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,0 +1,142 @@
+"""Text generation end to end on tiny random Llama and GPT-2 models: export (both routes), INT8/INT4,
+parity with PyTorch, and the torch-free Generator (sampling, stop strings, streaming, chat, guards)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from tiny_models import make_tiny_lm
+from typer.testing import CliRunner
+
+from edgeft.cli import app
+from edgeft.compress.export_lm import ExportLMConfig, export_lm
+from edgeft.errors import BundleError, ConfigError
+from edgeft.runtime.generate import Generator
+
+TEXTS = ["the cat sat on the mat", "a dog and a cat in the house"]
+
+
+@pytest.fixture(scope="module")
+def lm_bundles(tmp_path_factory):
+    """{(arch, weights): bundle path} for a tiny Llama (builder route) and a tiny GPT-2 (exporter route)."""
+    root = tmp_path_factory.mktemp("lm")
+    out = {}
+    for arch, weights in (("llama", "fp32"), ("llama", "int4"), ("llama", "int8"), ("gpt2", "int4")):
+        src = root / arch
+        if not src.exists():
+            make_tiny_lm(src, arch)
+        r = export_lm(src, root / f"{arch}-{weights}", ExportLMConfig(weights=weights), eval_texts=TEXTS)
+        out[arch, weights] = r
+    return out
+
+
+@pytest.mark.parametrize("arch, weights, route", [("llama", "fp32", "builder"), ("llama", "int4", "builder"),
+                                                  ("llama", "int8", "builder"), ("gpt2", "int4", "exporter")])
+def test_export_is_faithful_to_pytorch(lm_bundles, arch, weights, route):
+    r = lm_bundles[arch, weights]
+    m = json.loads((r.bundle / "edgeft.json").read_text())
+    assert m["task"] == "text-generation" and m["export"]["route"] == route
+    assert r.parity["max_abs_diff"] < 1e-3
+    assert r.parity["greedy_identical"] == r.parity["greedy_prompts"] == 4 and r.parity["new_tokens"] == 16
+    assert set(m["files"]) == {"model.onnx", "model.onnx.data", "tokenizer.json"}
+    if weights != "fp32":
+        assert m["quantization"]["weights"] == weights and m["quantization"]["format"] == "MatMulNBits"
+        assert abs(r.metrics["variant"]["change"]) < 0.25  # perplexity within 25 % on a random tiny model
+
+
+def test_int4_is_smaller_than_int8_smaller_than_fp32(lm_bundles):
+    size = {w: lm_bundles["llama", w].manifest.files["model.onnx.data"]["size"] for w in ("fp32", "int8", "int4")}
+    assert size["int4"] < size["int8"] < size["fp32"]
+
+
+def test_generate_without_torch_greedy_stream_equals_generate(lm_bundles):
+    g = Generator.load(lm_bundles["llama", "int4"].bundle, threads=1)
+    whole = g.generate("the cat", max_new_tokens=12, ignore_eos=True)
+    s = g.stream("the cat", max_new_tokens=12, ignore_eos=True)
+    assert "".join(s) == whole.text and s.result.token_ids == whole.token_ids and len(whole.token_ids) == 12
+
+
+def test_seeded_sampling_is_reproducible_and_seed_dependent(lm_bundles):
+    g = Generator.load(lm_bundles["llama", "fp32"].bundle)
+    a = [g.generate("the cat", max_new_tokens=16, temperature=1.0, top_p=0.95, top_k=50, seed=s, ignore_eos=True).token_ids
+         for s in (1, 1, 2)]
+    assert a[0] == a[1] and a[0] != a[2]
+
+
+def test_stop_string_ends_the_reply_and_is_not_included(lm_bundles):
+    g = Generator.load(lm_bundles["llama", "fp32"].bundle)
+    full = g.generate("the cat", max_new_tokens=16, ignore_eos=True).text
+    stop = full[len(full) // 2: len(full) // 2 + 3]
+    r = g.generate("the cat", max_new_tokens=16, ignore_eos=True, stop=[stop])
+    assert r.finish_reason == "stop" and r.text == full[: full.find(stop)] and stop not in r.text
+
+
+def test_chat_template_is_applied(lm_bundles):
+    g = Generator.load(lm_bundles["llama", "fp32"].bundle)
+    text = g.render([{"role": "user", "content": "hi"}])
+    assert text == "<|user|> hi <|assistant|> "
+    assert g.encode([{"role": "user", "content": "hi"}]) == g.tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def test_context_length_guard_names_the_numbers(lm_bundles):
+    g = Generator.load(lm_bundles["llama", "fp32"].bundle)
+    with pytest.raises(ConfigError, match=r"the prompt has 4 tokens and --max-new-tokens is 200: 204 > the model's "
+                                          r"context length of 128 tokens"):
+        g.generate("the cat", max_new_tokens=200)
+
+
+def test_tampered_external_data_is_refused(lm_bundles, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(lm_bundles["llama", "int4"].bundle, b)
+    data = bytearray((b / "model.onnx.data").read_bytes())
+    data[100] ^= 1
+    (b / "model.onnx.data").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="model.onnx.data has sha256 .* the file was modified"):
+        Generator.load(b)
+
+
+def test_cli_generate_exit_code_and_json(lm_bundles, tmp_path):
+    out = tmp_path / "g.json"
+    r = CliRunner().invoke(app, ["generate", str(lm_bundles["llama", "int4"].bundle), "the cat", "--max-new-tokens", "5",
+                                 "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    assert data["prompt"] == "the cat" and 1 <= len(data["token_ids"]) <= 5 and data["text"] in r.output
+
+
+def test_cli_chat_keeps_history_and_resets(lm_bundles):
+    r = CliRunner().invoke(app, ["chat", str(lm_bundles["llama", "fp32"].bundle), "--max-new-tokens", "3"],
+                           input="hello\n/reset\nhi\n/exit\n")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("> ") == 4 and "(history cleared)" in r.output
+
+
+def test_runtime_generate_without_torch(lm_bundles, tmp_path):
+    from test_runtime_isolation import BLOCKER
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "PYTHONPATH": str(site), "EDGEFT_BLOCK_LOG": str(tmp_path / "log")}
+    proc = subprocess.run([sys.executable, "-m", "edgeft", "generate", str(lm_bundles["gpt2", "int4"].bundle), "the cat",
+                           "--max-new-tokens", "4", "--stream"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "generated " in proc.stderr and not (tmp_path / "log").exists()
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_embedded_smollm2_int4_bundle(tmp_path):
+    from edgeft.train.model_source import embedded_lm_dir
+
+    r = export_lm(embedded_lm_dir(), tmp_path / "smol", ExportLMConfig(weights="int4"), eval_texts=TEXTS)
+    size = sum(f["size"] for f in r.manifest.files.values())
+    assert size <= 100e6 and r.parity["greedy_identical"] == 4
+    reply = Generator.load(r.bundle).generate([{"role": "user", "content": "What is the capital of France?"}],
+                                              max_new_tokens=16)
+    assert "Paris" in reply.text
