@@ -4,17 +4,17 @@
     python benchmarks/vs_optimum.py runs/sst2 dev.jsonl --venv ~/.cache/edgeft/venv-optimum --rounds 10
 
 Optimum cannot share our environment: optimum-onnx 0.1.0 (the only Optimum ONNX exporter) pins
-transformers < 4.58, while edgeft uses transformers 5 (shared/notes/anchor-baseline.md §1). So this
+transformers < 4.58, while edgeft uses transformers 5 (README "Against Optimum and Intel Neural Compressor"). So this
 script makes its own venv (``python -m venv``, then ``pip install torch==2.13.0 "transformers<4.58"
 optimum-onnx onnxruntime``; reused when it exists) and runs there, in a child process:
 * ``optimum.exporters.onnx.main_export`` (TorchScript exporter) → ``optimum_fp32``;
 * ``ORTQuantizer`` + ``AutoQuantizationConfig.arm64(is_static=False, per_channel=True/False)`` →
   ``optimum_arm64_pc`` / ``optimum_arm64_pt`` — the documented default path (byte-identical to the
-  ``avx512_vnni`` preset, anchor §2).
-Intel Neural Compressor, the best anchor of the baseline (anchor §4-5: its graph is the leanest and the
+  ``avx512_vnni`` preset in our pre-project baseline).
+Intel Neural Compressor, the best anchor of the baseline (its graph was the leanest and the
 fastest, and INC's own autotune picks it), is one more column: INC 3.x moved ONNX to
-onnx-neural-compressor 1.0, which forces numpy < 2 and needs prettytable and scipy it does not declare
-(anchor §1-2), so it gets a second venv (``--inc-venv``; ``pip install "onnx-neural-compressor==1.0"
+onnx-neural-compressor 1.0, which forces numpy < 2 and needs prettytable and scipy it does not declare,
+so it gets a second venv (``--inc-venv``; ``pip install "onnx-neural-compressor==1.0"
 "numpy<2" prettytable scipy onnx onnxruntime``) and a second child, which runs
 ``quantize(optimum_fp32, DynamicQuantConfig(per_channel=True))`` (MatMul-only, INC's default) on the
 FP32 model Optimum exported, as the baseline did → ``inc_dynamic_pc``. INC writes the weights as
@@ -89,7 +89,7 @@ from pathlib import Path
 
 src, dst = sys.argv[1], Path(sys.argv[2])
 dst.parent.mkdir(parents=True, exist_ok=True)
-from onnx_neural_compressor.quantization import quantize  # the function, not the module (anchor §2)
+from onnx_neural_compressor.quantization import quantize  # the function, not the module of the same name
 from onnx_neural_compressor.quantization.config import DynamicQuantConfig
 
 t0 = time.perf_counter()
@@ -120,7 +120,7 @@ def run_inc(venv: Path, fp32: Path, dst: Path) -> dict:
     except (OSError, subprocess.CalledProcessError) as e:
         return {"missing": f"could not create INC venv {venv}: {e}"}
     print("running INC in its venv", file=sys.stderr)
-    # cwd: INC releases have written workspaces into the current directory (anchor §2)
+    # cwd: INC releases have written workspaces into the current directory
     child = subprocess.run([str(python), "-c", INC_CHILD, str(fp32), str(dst)], capture_output=True, text=True,
                            cwd=dst.parent.parent)
     lines = child.stdout.strip().splitlines()

@@ -4,7 +4,7 @@
 sequence axes, checks parity against PyTorch on real inputs (``parity.check_parity``) and writes an
 FP32 bundle. Nothing is written when any step fails.
 
-Exporter choices, all measured on this stack (shared/notes/export-quantize-train-check.md):
+Exporter choices, all measured on this stack (torch 2.13, onnxruntime 1.32; README "The stages one by one"):
 * ``dynamo=True`` (torch 2.13's default) with ``kwargs=`` inputs: works for BERT, DistilBERT,
   RoBERTa and GPT-2 alike (the legacy exporter breaks GPT-2 with positional args) and gives a
   leaner graph (289 vs 632 nodes for MiniLM).

@@ -6,8 +6,7 @@ real prompts and greedy tokens identical to ``model.generate`` for N prompts x M
 the weights, measure the variant against FP32 (perplexity on the eval texts, greedy agreement) and
 write the bundle (``model.onnx`` + ``model.onnx.data``, tokenizer.json, edgeft.json).
 
-Routes, chosen by measurement on SmolLM2-135M (2-vCPU Xeon, 1 thread, shared/notes/generative-check.md
-and benchmarks/generate.py):
+Routes, chosen by measurement on SmolLM2-135M (2-vCPU Xeon, 1 thread; benchmarks/generate.py):
 
 * ``builder``, onnxruntime-genai's model builder, for the families it knows (Llama, Mistral, Qwen,
   Phi, Gemma, ...): builds in 8 s, with fused GroupQueryAttention, rotary embedding and

@@ -6,7 +6,7 @@ interleaved in one process (batch 1, 1 thread, real sentences), and keeps the fa
 accuracy is within ``max_accuracy_drop`` of FP32. If none is, it keeps the most accurate one and
 says so. Either way it writes a bundle and a table of every candidate.
 
-The recipes follow what was measured on this stack (shared/notes/*.md) rather than folklore:
+The recipes follow what was measured on this stack (the figures below; README "Results") rather than folklore:
 * Only weight MatMul/Gemm are quantized by default. Activation×activation attention MatMuls stay
   float (``MatMulConstBOnly``), as do LayerNorm/GELU/Softmax and the residual Adds, which QDQ
   leaves alone because they are not in ``op_types_to_quantize``. Optimum's presets quantize the
@@ -25,7 +25,7 @@ The recipes follow what was measured on this stack (shared/notes/*.md) rather th
   ``DefaultTensorType``, which we pass. It was the fastest INT8 variant measured on MiniLM; adding
   ``EmbedLayerNormalization`` (QEmbedLayerNormalization) shrinks it from 58.7 to 23.0 MB at the same
   speed.
-* Per-channel vs per-tensor was not monotone in task accuracy (anchor §8), so both are candidates.
+* Per-channel vs per-tensor was not monotone in task accuracy (in the baseline runs), so both are candidates.
 * If the fastest candidate misses the budget, a per-layer sensitivity pass ranks the weight
   MatMuls by their local quantization error, and the most sensitive ones are kept in float.
 """

@@ -44,10 +44,6 @@ class ParityError(EdgeftError):
     """The ONNX export does not reproduce the PyTorch model within tolerance."""
 
 
-class AccuracyBudgetError(EdgeftError):
-    """No compressed variant met the accuracy budget (raised only where the user asked for strictness)."""
-
-
 def require(module: str, command: str, extra: str = "train"):
     """Import ``module`` or raise MissingExtraError naming the extra that provides it."""
     import importlib

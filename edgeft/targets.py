@@ -4,7 +4,8 @@ One frozen dataclass per target in one dict, ``TARGETS``; ``edgeft targets`` pri
 each. ``register_target`` refuses duplicate names and bad values, ``get_target`` refuses unknown
 names, each with the fix in the message.
 
-Where the numbers come from (shared/notes/arm64-emulation.md, anchor-baseline.md):
+What the presets rest on, measured on this stack (ARM64 kernels under qemu-aarch64: tests/test_arm64.py;
+README "The stages one by one", Targets):
 * ARM64 U8S8 kernels widen before they accumulate (UMULL on the A72, SDOT on the A76, I8MM/SVE
   on newer cores), so they never saturate, and their INT8 results match x86 with VNNI to within
   LayerNorm rounding drift. Accuracy measured on a VNNI x86 host therefore carries over to ARM.

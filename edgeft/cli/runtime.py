@@ -96,72 +96,28 @@ def predict_command(
 
 
 def _predict_file(predictor, path: Path, output: Optional[Path], chunk: int) -> tuple[int, int]:
-    """Stream ``path`` (stdin for '-') through the predictor in chunks; returns (count, truncated)."""
+    """Stream ``path`` (stdin for '-') through the predictor in chunks (edgeft.runtime.stream), with a
+    progress bar on stderr for a file; returns (count, truncated)."""
+    from edgeft.runtime.stream import check_input, predict_stream, read_rows
+
     stdin = str(path) == "-"
-    if not stdin and not path.is_file():
-        raise DataError(f"--input {path}: no such file")
-    if not stdin and path.suffix.lower() not in (".jsonl", ".txt"):
-        raise DataError(f"--input {path}: use a .jsonl file (rows with a 'text' field) or a .txt file (one text per line)")
-    if not stdin and predictor.is_qa and path.suffix.lower() != ".jsonl":
-        raise DataError(f"--input {path}: a question-answering bundle reads .jsonl rows with 'question' and 'context'")
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout
-    count = truncated = 0
-    try:
-        # typer.progressbar, not click's: typer ≥ 0.23 vendors click, so `import click` fails on a lean install
-        with (contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb")) as raw, \
-                (contextlib.nullcontext(None) if stdin else
-                 typer.progressbar(length=path.stat().st_size, label="predicting", file=sys.stderr)) as bar:
-            batch: list[tuple[int, str]] = []
-            for n, line in enumerate(raw, 1):  # a pipe yields each line as soon as it is complete
-                if bar is not None:
-                    bar.update(len(line))
-                item = _read_row(Path("<stdin>") if stdin else path, n, line, txt=stdin and not predictor.is_qa,
-                                 qa=predictor.is_qa)
-                if item is not None:
-                    batch.append((n, item))
-                if len(batch) >= chunk:
-                    truncated += _flush(predictor, batch, out)
-                    count, batch = count + len(batch), []
-            truncated += _flush(predictor, batch, out)
-            count += len(batch)
-    finally:
-        if output:
-            out.close()
-    return count, truncated
+    if not stdin:
+        check_input(path, predictor.is_qa)
+    # typer.progressbar, not click's: typer ≥ 0.23 vendors click, so `import click` fails on a lean install
+    with (open(output, "w", encoding="utf-8") if output else contextlib.nullcontext(sys.stdout)) as out, \
+            (contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb")) as raw, \
+            (contextlib.nullcontext(None) if stdin else
+             typer.progressbar(length=path.stat().st_size, label="predicting", file=sys.stderr)) as bar:
+        lines = raw if bar is None else _counted(raw, bar)  # a pipe yields each line as soon as it is complete
+        rows = read_rows(lines, Path("<stdin>") if stdin else path, txt=stdin and not predictor.is_qa,
+                         qa=predictor.is_qa)
+        return predict_stream(predictor, rows, out, chunk)
 
 
-def _read_row(path: Path, n: int, line: bytes, txt: bool = False, qa: bool = False):
-    """One input line → its text, or (question, context) for QA (None for a blank JSONL line);
-    DataError naming file:line otherwise."""
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}:{n}: not UTF-8 ({e}); convert the file to UTF-8") from None
-    if txt or path.suffix.lower() == ".txt":
-        return text.rstrip("\r\n")  # every line is a text, even an empty one: output lines stay aligned
-    if not text.strip():
-        return None
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
-    if qa:
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("question", "context")):
-            raise DataError(f"{path}:{n}: expected an object with string fields 'question' and 'context'")
-        return row["question"], row["context"]
-    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-        raise DataError(f"{path}:{n}: expected an object with a string field 'text'")
-    return row["text"]
-
-
-def _flush(predictor, batch: list[tuple[int, str]], out) -> int:
-    if not batch:
-        return 0
-    results = predictor.predict([text for _, text in batch])
-    for (n, _), result in zip(batch, results):
-        out.write(json.dumps({"line": n, **result.to_dict()}, ensure_ascii=False) + "\n")
-    out.flush()
-    return sum(r.truncated for r in results)
+def _counted(lines, bar):
+    for line in lines:
+        bar.update(len(line))
+        yield line
 
 
 def _describe(text, result) -> str:
