@@ -126,12 +126,14 @@ TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'
                       "[SEP]{% endif %} {% endfor %}{% if add_generation_prompt %}<|assistant|> {% endif %}")
 
 
-def make_tiny_lm(out_dir: str | Path, arch: str = "llama", chat_template: bool = True, seed: int = 0) -> Path:
+def make_tiny_lm(out_dir: str | Path, arch: str = "llama", chat_template: bool = True, seed: int = 0,
+                 init_range: float = 0.3) -> Path:
     """Write a tiny random causal LM folder (2 layers, 32 wide, 128 positions) and return its path.
 
     The tokenizer is the shared WordPiece one without the [CLS] … [SEP] wrapping (a decoder reads text as
     is), EOS = [SEP]; ``chat_template`` adds <|system|>/<|user|>/<|assistant|> tokens and a template, else
-    the model has none (like GPT-2).
+    the model has none (like GPT-2). ``init_range`` 0.3, not 0.02: with a frozen 32-wide head, LoRA can
+    only reach logits of about ``init_range * 32``, and 0.02 leaves every word near-equally likely.
     """
     import torch
     from tokenizers import Tokenizer
@@ -142,7 +144,7 @@ def make_tiny_lm(out_dir: str | Path, arch: str = "llama", chat_template: bool =
     tok.post_processor = None
     roles = ["<|system|>", "<|user|>", "<|assistant|>"] if chat_template else []
     tok.add_special_tokens(roles)
-    ids = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    ids = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3, initializer_range=init_range)
     if arch == "llama":
         config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                              num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128, **ids)

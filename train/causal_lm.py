@@ -44,7 +44,7 @@ LORA_TARGETS = {
 }
 # For models without a chat template: each turn's text on its own line, each reply closed by EOS.
 FALLBACK_TEMPLATE = ("{% for m in messages %}{{ m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}"
-                     "{% endif %}\n{% endfor %}")
+                     "{% endif %}{{ '\\n' }}{% endfor %}")  # a literal newline would be trimmed (trim_blocks)
 
 
 def finetune_lm(model: str | None, out: Path, datasets: tuple[Dataset, Dataset, Dataset], cfg, progress,
@@ -71,7 +71,7 @@ def finetune_lm(model: str | None, out: Path, datasets: tuple[Dataset, Dataset, 
         require("peft", "train")
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    model_path, model_name = resolve_model(model, TASK)
+    model_path, model_name = resolve_model(None if model is None else str(model), TASK)
     tokenizer, lm, positions = load_lm(model_path, cfg)
     max_length = cfg.max_length or min(cfg.length(TASK), positions)
     if max_length > positions:
