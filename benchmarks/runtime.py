@@ -4,6 +4,7 @@
     python benchmarks/runtime.py runs/int8 runs/fp32 --pytorch runs/ft --repeats 10 --threads 1
     python benchmarks/runtime.py runs/int8 --pytorch runs/ft --optimum-venv ~/.cache/edgeft/venv-optimum \
         --optimum-model optimum_int8/model_quantized.onnx     # + Optimum's ORTModel (one process each)
+    python benchmarks/runtime.py --batching runs/fp32 runs/dyn runs/static runs/fused   # predict --input, per batching
 
 Each repeat starts a fresh Python process per model (one after another, never overlapping) and
 measures, in that process:
@@ -17,6 +18,12 @@ For the first bundle it also times whole processes as users start them (`edgeft 
 session.run on the same pre-tokenized sentences.
 The models take turns within each repeat (rotating who goes first), so background load hits all
 of them alike. Reported: median and min over the repeats; peak RSS as the median.
+
+``--batching`` measures instead the throughput of ``edgeft predict BUNDLE --input`` (the real CLI,
+one process per run) on 10,000 sentences for each bundle twice: as recorded in the bundle, and
+with the other batching written into a copy of its manifest ("padded" = the batched path every
+bundle took before dynamic-INT8 bundles ran one row per call), and counts the rows whose label or
+probabilities differ from predicting each sentence alone. Writes benchmarks/results/runtime_batching.json.
 
 Prints a table and writes benchmarks/results/runtime.json (or --out). The PyTorch column needs the
 ``train`` extra; the runtime columns never import torch (each model has its own process).
@@ -180,6 +187,57 @@ def overhead(bundle: Path, texts: list[str], rounds: int = 3) -> dict:
             "sentences": len(texts), "rounds": rounds}
 
 
+def batching_throughput(bundles: list[Path], n: int, threads: int, out: Path) -> dict:
+    """``edgeft predict B --input`` sentences/s with each batching (module docstring), and whether
+    each batching gives every sentence the answer it gets alone."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from edgeft.runtime.predictor import Predictor
+    from edgeft.runtime.session import BATCHINGS, batching_of
+
+    texts = sample_texts(None)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgeft-batching-") as tmp:
+        sentences = Path(tmp) / "sentences.txt"
+        sentences.write_text("".join(f"{texts[i % len(texts)]}\n" for i in range(n)), encoding="utf-8")
+        alone_of = {}
+        for bundle in bundles:
+            recorded = batching_of(load_bundle(bundle).manifest)
+            p = Predictor.load(bundle, threads=threads)
+            alone_of[bundle] = [p.predict([t])[0].scores for t in texts]  # each distinct sentence by itself
+            for batching in (recorded, *(b for b in BATCHINGS if b != recorded)):
+                copy = Path(tmp) / f"{bundle.name}-{batching}"
+                shutil.copytree(bundle, copy)
+                manifest = json.loads((copy / "edgeft.json").read_text(encoding="utf-8"))
+                (copy / "edgeft.json").write_text(json.dumps({**manifest, "batching": batching}), encoding="utf-8")
+                result = Path(tmp) / "out.jsonl"
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "edgeft", "predict", str(copy), "--input", str(sentences),
+                                "--output", str(result), "--threads", str(threads)], check=True, capture_output=True)
+                seconds = time.perf_counter() - t0  # whole process: start, load, tokenize, model, write
+                got = [json.loads(line)["scores"] for line in result.read_text(encoding="utf-8").splitlines()]
+                alone = alone_of[bundle]
+                delta = max(abs(g[k] - alone[i % len(alone)][k]) for i, g in enumerate(got) for k in g)
+                flips = sum(max(g, key=g.get) != max(alone[i % len(alone)], key=alone[i % len(alone)].get)
+                            for i, g in enumerate(got))
+                rows.append({"bundle": str(bundle), "candidate": p.manifest.quantization.get("candidate", "fp32"),
+                             "batching": batching, "recorded": batching == recorded, "sentences": n,
+                             "seconds": seconds, "per_second": n / seconds, "max_delta_prob_vs_alone": delta,
+                             "label_flips_vs_alone": flips})
+                print(f"{bundle.name:<16} {batching:<7}{' (bundle)' if batching == recorded else '         '} "
+                      f"{n / seconds:7.0f} sentences/s  max|Δprob| vs alone {delta:.2g}, {flips} label flips",
+                      file=sys.stderr)
+    import os
+
+    report = {"machine": machine_info(), "threads": threads, "loadavg_1min_after": os.getloadavg()[0], "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"→ {out}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundles", nargs="+", type=Path, help="bundle folders or .zip files (the first is the reference)")
@@ -190,7 +248,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--optimum-model", type=Path, help="an .onnx file exported/quantized by Optimum, in its folder "
                     "(config + tokenizer beside it): adds Optimum's ORTModel as a row")
     ap.add_argument("--optimum-venv", type=Path, help="the venv with optimum-onnx (see benchmarks/vs_optimum.py)")
+    ap.add_argument("--batching", action="store_true", help="only the predict --input throughput per batching")
+    ap.add_argument("--sentences", type=int, default=10_000, help="--batching: sentences per predict run")
     args = ap.parse_args(argv)
+    if args.batching:
+        return batching_throughput(args.bundles, args.sentences, args.threads,
+                                   args.out.with_name("runtime_batching.json") if args.out.name == "runtime.json"
+                                   else args.out)
 
     specs = model_specs(args.bundles, args.pytorch)
     max_length = load_bundle(args.bundles[0]).manifest.max_length

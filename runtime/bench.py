@@ -398,6 +398,8 @@ def worker_main() -> None:
             msg = json.loads(line)
             if msg["cmd"] == "config":
                 feeds = make_feeds(tokenizer, args["texts"], msg["batch"], msg["seq"], args["max_length"], inputs, pad_id)
+                if load.get("batching") == "rows":  # timed as predict runs it: one row per call
+                    feeds = [split_rows(f, trim=msg["seq"] == "real") for f in feeds]
                 for i in range(msg["warmup"]):
                     run(feeds[i % len(feeds)])
                 send({"ok": True})
@@ -424,8 +426,20 @@ def _load_bundle(args: dict):
     p.predict(args["texts"][:1])
     first_ms = (time.time() - args["t0"]) * 1000  # process start → first result
     session, out = p.session, p.manifest.outputs  # every output (QA: start and end logits)
-    return ({"load_ms": load_ms, "first_prediction_ms": first_ms}, lambda feeds: session.run(out, feeds),
+
+    def run(feeds):  # one batch, or (a "rows" bundle) a list of its rows, run one after the other
+        return [session.run(out, f) for f in feeds] if isinstance(feeds, list) else session.run(out, feeds)
+
+    return ({"load_ms": load_ms, "first_prediction_ms": first_ms, "batching": p.settings.batching}, run,
             p.tokenizer, p.manifest.inputs, p.manifest.pad_token_id)
+
+
+def split_rows(feeds: dict, trim: bool) -> list[dict]:
+    """A (batch, width) batch as ``batch`` (1, width) feeds; ``trim``: each cut to its own length (real
+    sentences, unpadded, as Predictor runs them), else kept at the fixed width asked for."""
+    mask, ids = feeds.get("attention_mask"), feeds["input_ids"]  # (batch, width) each
+    widths = mask.sum(axis=1) if trim and mask is not None else [ids.shape[1]] * len(ids)
+    return [{k: v[r:r + 1, :int(n)] for k, v in feeds.items()} for r, n in enumerate(widths)]
 
 
 def _load_pytorch(args: dict):

@@ -24,8 +24,9 @@ def evaluate(predictor, data: str | Path, text_column: str = "text", label_colum
     Returns:
         the metrics of edgeft.metrics (classification_metrics or ner_metrics) or of
         edgeft.squad.squad_metrics (question answering; "truncated" = questions cut) plus "bundle",
-        "data", "task", "truncated" (examples longer than max_length), "skipped" (bad rows) and
-        "seconds" (wall clock of the predictions); with ``keep_predictions``, "predictions" too (a
+        "data", "task", "truncated" (examples longer than max_length), "skipped" (bad rows),
+        "batching" (the bundle's: its scores equal one text at a time) and "seconds" (wall clock of
+        the predictions); with ``keep_predictions``, "predictions" too (a
         label per text, or a tag list per sentence), for agreement between two bundles.
     Raises:
         DataError: a bad row, or a label the bundle does not know (naming file, line and label).
@@ -57,5 +58,5 @@ def evaluate(predictor, data: str | Path, text_column: str = "text", label_colum
         truncated = sum(p.truncated for p in preds)
         predictions = [p.label for p in preds]
     return {**scores, "bundle": str(predictor.source), "data": str(data), "task": m.task, "truncated": truncated,
-            "skipped": len(ds.skipped), "seconds": time.perf_counter() - t0,
+            "skipped": len(ds.skipped), "batching": predictor.settings.batching, "seconds": time.perf_counter() - t0,
             **({"predictions": predictions} if keep_predictions else {})}

@@ -29,7 +29,7 @@ def inspect_bundle(path: str | Path) -> dict[str, Any]:
     Returns:
         {"bundle", "verified", "manifest" (the manifest as a dict), "files" {name: bytes},
          "model": {"ir_version", "producer", "opset" {domain: version}, "nodes", "ops" {op: count},
-         "weights" {dtype: {"tensors", "bytes"}}}}.
+         "weights" {dtype: {"tensors", "bytes"}}}, "batching" (how it batches; inferred for older bundles)}.
     """
     bundle = load_bundle(path)  # raises BundleError on any tampering, before the graph is parsed
     import json
@@ -39,8 +39,10 @@ def inspect_bundle(path: str | Path) -> dict[str, Any]:
     else:
         with open(bundle.model, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             model = describe_onnx(mm)
+    from edgeft.runtime.session import batching_of
+
     return {"bundle": str(bundle.source), "verified": True, "manifest": json.loads(bundle.manifest.to_json()),
-            "files": dict(bundle.sizes), "model": model}
+            "files": dict(bundle.sizes), "model": model, "batching": batching_of(bundle.manifest)}
 
 
 def describe_onnx(buf) -> dict[str, Any]:
@@ -159,7 +161,8 @@ def render(report: dict[str, Any]) -> str:
              (f"onnx     ir {model['ir_version']}, opset {model['opset']}, {model['nodes']} nodes, "
               f"producer {model['producer'] or '?'}"),
              "ops      " + ", ".join(f"{op} {n}" for op, n in model["ops"].items()),
-             "weights  " + ", ".join(f"{t} {w['tensors']} tensors {_mb(w['bytes'])}" for t, w in model["weights"].items())]
+             "weights  " + ", ".join(f"{t} {w['tensors']} tensors {_mb(w['bytes'])}" for t, w in model["weights"].items()),
+             f"batching {report['batching']}" + ("" if m.get("batching") else " (not recorded: inferred from the quantization)")]
     for key in ("quantization", "target", "parity", "metrics", "versions"):
         if m.get(key):
             lines.append(f"{key:<8} " + ", ".join(f"{k}={_short(v)}" for k, v in m[key].items()))

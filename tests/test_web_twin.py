@@ -211,3 +211,29 @@ def test_page_in_chromium_matches_the_python_runtime(bundle, tmp_path):
     assert page["ui"]["label"] == expected[0].label  # what the page shows after typing + Classify
     assert page["bench"]["calls"] == 20 and 0 < page["bench"]["p50"] <= page["bench"]["p90"]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
+def test_page_reads_the_batching_as_the_python_runtime_does(tmp_path):
+    """classifier.js's batchingOf, run by Node on a copy of the page with a stand-in tokenizers module,
+    against edgeft.runtime.session.batching_of on the same manifests."""
+    from edgeft.runtime.manifest import Manifest
+    from edgeft.runtime.session import batching_of
+
+    shutil.copy(WEB_DIR / "classifier.js", tmp_path / "classifier.mjs")
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "vendor" / "tokenizers.min.mjs").write_text("export class Tokenizer {}\n")
+    cases = [{}, {"quantization": {"mode": "static"}}, {"quantization": {"mode": "dynamic"}},
+             {"quantization": {"mode": "dynamic"}, "batching": "padded"}, {"batching": "rows"}, {"batching": "by-length"}]
+    script = ("import { batchingOf } from './classifier.mjs';\n"
+              f"for (const m of {json.dumps(cases)}) {{ try {{ console.log(batchingOf(m)); }} "
+              "catch (e) { console.log('error: ' + e.message); } }\n")
+    (tmp_path / "check.mjs").write_text(script)
+    done = subprocess.run(["node", "check.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    python = [batching_of(Manifest("text-classification", ["a"], 8, ["input_ids"], ["logits"], 0,
+                                   quantization=c.get("quantization", {}), batching=c.get("batching", "")))
+              for c in cases[:-1]]
+    assert done.stdout.splitlines() == [*python, 'error: edgeft.json: batching "by-length" is not padded or rows; '
+                                                 "this page is older than the bundle"]
+    assert python == ["padded", "padded", "rows", "padded", "rows"]

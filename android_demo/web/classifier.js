@@ -7,7 +7,9 @@
 //            truncated to max_length the way `tokenizers` truncates (the text's tokens are cut,
 //            the special tokens kept);
 //   run      batch 1, int64 input_ids / attention_mask (all ones) / token_type_ids (zeros);
-//            a text with no token at all becomes one pad token, as in Predictor.forward;
+//            a text with no token at all becomes one pad token, as in Predictor.forward. One text
+//            per call gives the answers of either batching a bundle records (edgeft.json
+//            "batching": "rows" for dynamic INT8, "padded" otherwise; read as batchingOf does);
 //   softmax  in float64 (JS numbers) over the first output; the label is the first maximum.
 //
 // ONNX Runtime comes from `ort.wasm.min.js` (the WASM-only build, loaded by index.html as the
@@ -27,6 +29,7 @@ export async function loadClassifier(base = "bundle/", ort = globalThis.ort) {
   if (!ort) throw new Error("onnxruntime-web did not load (vendor/ort.wasm.min.js)");
   const manifest = await fetchJson(new URL("edgeft.json", new URL(base, location.href)));
   checkManifest(manifest);
+  const batching = batchingOf(manifest);
   const url = (name) => new URL(name, new URL(base, location.href));
   const [model, tokenizerBytes] = await Promise.all([fetchBytes(url(manifest.model_file)),
                                                      fetchBytes(url(manifest.tokenizer_file))]);
@@ -70,7 +73,7 @@ export async function loadClassifier(base = "bundle/", ort = globalThis.ort) {
              ms: performance.now() - t0 };
   }
 
-  return { manifest, tokenizer, session, encode, classify, modelBytes: model.byteLength };
+  return { manifest, batching, tokenizer, session, encode, classify, modelBytes: model.byteLength };
 }
 
 /**
@@ -109,7 +112,21 @@ export function percentile(values, q) {
   return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }
 
-function checkManifest(m) {
+/**
+ * How the bundle batches texts, read as the Python runtime reads it (runtime/session.py batching_of):
+ * edgeft.json's "batching", else, for bundles written before the field, "rows" for dynamic INT8 and
+ * "padded" otherwise. An unknown value is refused, as a newer format version is.
+ */
+export function batchingOf(m) {
+  const recorded = m.batching || "";
+  if (!recorded) return m.quantization?.mode === "dynamic" ? "rows" : "padded";
+  if (recorded !== "padded" && recorded !== "rows") {
+    throw new Error(`edgeft.json: batching "${recorded}" is not padded or rows; this page is older than the bundle`);
+  }
+  return recorded;
+}
+
+export function checkManifest(m) {
   if (!Number.isInteger(m.format_version)) throw new Error("edgeft.json has no integer format_version");
   if (m.format_version > FORMAT_VERSION) {
     throw new Error(`edgeft.json has format version ${m.format_version}; this page reads up to ${FORMAT_VERSION}`);

@@ -21,7 +21,10 @@ from edgeft.errors import ConfigError, DataError
 from edgeft.writable import atomic_write_text, write_json
 
 BUNDLE_HELP = "Bundle folder (model.onnx, tokenizer.json, edgeft.json) or a .zip of it; verified before use."
-THREADS_HELP = "onnxruntime intra-op threads (default: physical cores, at most 4)."
+THREADS_HELP = ("onnxruntime intra-op threads (default: the bundle target's, at most this machine's cores; "
+                "else physical cores, at most 4).")
+BATCH_HELP = ("Texts per model call for bundles that batch padded texts (FP32, static INT8); dynamic-INT8 "
+              "bundles run one text per call (see `edgeft inspect`: batching).")
 
 
 @app.command(
@@ -47,7 +50,7 @@ def predict_command(
                                               "memory. '-': stdin, one text (QA: one JSON row) per line."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Write one JSON object per line here (default with --input: stdout)."),
-    batch_size: int = typer.Option(32, help="Texts per model call (dynamic padding within a batch)."),
+    batch_size: int = typer.Option(32, help=BATCH_HELP),
     chunk: int = typer.Option(512, help="Texts read from --input per step (memory stays constant); "
                                          "--chunk 1 answers each stdin line as soon as it arrives."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
@@ -168,6 +171,14 @@ def eval_command(
     where = f" → {json_out}" if json_out else ""
     typer.echo(f"{name} {value:.4f}  {other}  on {metrics['n']} examples ({metrics['truncated']} truncated, "
                f"{metrics['skipped']} skipped, {metrics['seconds']:.2f} s){where}")
+    typer.echo(f"batching: {describe_batching(predictor)}")
+
+
+def describe_batching(predictor) -> str:
+    """How the bundle's texts share model calls, in words (the same answers as one text at a time)."""
+    if predictor.settings.batching == "rows":
+        return "rows (one text per model call: dynamic INT8 scales span the whole input)"
+    return f"padded (up to {predictor.batch_size} length-sorted texts per model call)"
 
 
 @app.command("inspect", epilog="Example:\n\n  edgeft inspect runs/bundle --json inspect.json")

@@ -31,6 +31,7 @@ public final class ModelBundle {
     public final List<String> labels;   // output order
     public final int maxLength;         // tokens, [CLS] and [SEP] included
     public final int threads;           // the target's intra-op threads; 0 = ONNX Runtime's default
+    public final String batching;       // "padded" or "rows" (runtime/manifest.py); the app runs one text per call
     public final String textModel;      // file name of the string-in model
     public final String textInput;      // its input name
     public final String logitsOutput;   // its outputs
@@ -57,6 +58,7 @@ public final class ModelBundle {
         maxLength = m.getInt("max_length");
         JSONObject target = m.optJSONObject("target");
         threads = target == null ? 0 : target.optInt("threads", 0);
+        batching = batchingOf(m);
         JSONObject android = m.optJSONObject("android");
         if (android == null) {
             throw new BundleException(MANIFEST + " has no \"android\" section: this bundle has no string-in model. "
@@ -80,6 +82,26 @@ public final class ModelBundle {
         if (!files.containsKey(textModel)) {
             throw new BundleException(MANIFEST + ": files has no entry for " + textModel);
         }
+    }
+
+    /**
+     * How the bundle batches texts, as the Python runtime reads it (runtime/session.py batching_of):
+     * the manifest's "batching", else, for bundles written before the field, "rows" for dynamic INT8
+     * and "padded" otherwise. The app classifies one text per model call, which gives the answers
+     * of either (a text's answer never depends on other texts); an unknown value is refused, as a
+     * newer format would be.
+     */
+    static String batchingOf(JSONObject m) throws BundleException {
+        String recorded = m.optString("batching", "");
+        if (recorded.isEmpty()) {
+            JSONObject q = m.optJSONObject("quantization");
+            return q != null && "dynamic".equals(q.optString("mode", "")) ? "rows" : "padded";
+        }
+        if (!"padded".equals(recorded) && !"rows".equals(recorded)) {
+            throw new BundleException(MANIFEST + ": batching \"" + recorded + "\" is not padded or rows; this app "
+                    + "is older than the bundle: update the app");
+        }
+        return recorded;
     }
 
     /** Reads and checks edgeft.json from {@code source}; files are verified when read. */

@@ -54,6 +54,20 @@ public class ModelBundleTest {
     }
 
     @Test
+    public void batchingIsReadOrInferredAsThePythonRuntimeDoes() throws Exception {
+        assertEquals("padded", open().batching); // no field, no quantization: an FP32 bundle
+        manifest.put("quantization", new JSONObject().put("mode", "dynamic"));
+        TestBundles.saveManifest(dir, manifest);
+        assertEquals("rows", open().batching); // written before the field: dynamic INT8 runs one row per call
+        manifest.put("batching", "padded");
+        TestBundles.saveManifest(dir, manifest);
+        assertEquals("padded", open().batching); // a recorded value wins
+        manifest.put("batching", "by-length");
+        TestBundles.saveManifest(dir, manifest);
+        assertThat(refusal(), containsString("batching \"by-length\" is not padded or rows; this app is older"));
+    }
+
+    @Test
     public void aNewerFormatIsRefusedBeforeAnythingElse() throws Exception {
         manifest.put("format_version", 2).remove("labels");
         TestBundles.saveManifest(dir, manifest);
