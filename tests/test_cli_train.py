@@ -16,10 +16,20 @@ def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def command_rows(help_text: str) -> list[str]:
+    """The command names of a --help page's Commands box: the first word of each row that starts one
+    (a wrapped description continues on rows that start with spaces)."""
+    box = help_text.split("Commands", 1)[1].split("╰", 1)[0]
+    rows = [line.strip().strip("│").rstrip() for line in box.splitlines()[1:]]
+    return [row.split()[0] for row in rows if row.strip() and not row.startswith("  ")]
+
+
 def test_help_lists_the_pipeline_commands():
     result = run("--help")
-    assert result.exit_code == 0
-    assert "train" in result.output and "Fine-tune a language model" in result.output
+    assert result.exit_code == 0 and "Fine-tune a language model" in result.output
+    commands = command_rows(result.output)
+    assert {"train", "distill", "trim-vocab", "export", "quantize", "build", "predict"} <= set(commands), commands
+    assert commands.count("train") == 1
 
 
 def test_version():

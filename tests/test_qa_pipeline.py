@@ -238,7 +238,7 @@ def test_distill_a_qa_teacher_with_start_end_kd(trained, squad, tmp_path):
     c = metrics["comparison"]
     assert c["metric"] == "f1" and c["layers"] == {"teacher": 2, "student": 1} and 0 <= c["agreement"] <= 1
     assert {"exact_match", "f1"} <= set(metrics["teacher_test"]) and {"exact_match", "f1"} <= set(metrics["test"])
-    assert metrics["train"]["kd_curve"] and metrics["train"]["last_losses"]["kd_loss"] >= 0
+    assert metrics["train"]["kd_curve"] and set(metrics["train"]["last_losses"]) == {"ce_loss", "kd_loss"}
     assert json.loads((out / "config.json").read_text())["architectures"] == ["BertForQuestionAnswering"]
     assert "task        question-answering  (64-token windows)" in result.output
 
@@ -294,3 +294,21 @@ def test_inspect_shows_the_window_settings(exported):
     result = run("inspect", exported.bundle)
     assert result.exit_code == 0, result.output
     assert "task     question-answering, doc_stride 21, max_answer_tokens 30, max_question_tokens 10" in result.stdout
+
+
+def test_qa_kd_term_is_the_kl_between_start_and_end_distributions():
+    """QA distils two distributions over the positions (start, end) per window: the KD term is their
+    mean KL at T, worked out here by hand for one window of three tokens."""
+    import math
+
+    import torch
+
+    from edgeft.compress.distill import distillation_loss
+
+    teacher = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 2.0]])  # (2, seq): start and end logits of one window
+    student = torch.zeros(2, 3)  # no opinion: uniform over the three positions
+    parts = distillation_loss(student, teacher, torch.tensor([0, 2]), temperature=2.0, alpha=0.0)
+    z = math.e + 2  # softmax(teacher / T) = (e, 1, 1) / (e + 2) for both rows
+    kl = math.e / z * math.log(3 * math.e / z) + 2 / z * math.log(3 / z)  # KL(p ‖ uniform) ≈ 0.1233
+    assert float(parts["kd"]) == pytest.approx(kl, abs=1e-6) and kl == pytest.approx(0.12328, abs=1e-5)
+    assert float(parts["loss"]) == pytest.approx(4 * kl, abs=1e-6)  # (1 − α)·T²·KL with α = 0
