@@ -151,7 +151,7 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here as JSON."),
     text_column: str = TEXT_COLUMN,
     label_column: str = LABEL_COLUMN,
-    batch_size: int = typer.Option(32, help="Texts per model call."),
+    batch_size: int = typer.Option(32, help=BATCH_HELP),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count bad rows instead of stopping."),
 ):
