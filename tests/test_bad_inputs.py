@@ -90,6 +90,23 @@ def rows(labels: list[str], per_label: int = 4) -> Callable[[Ctx], Path]:
                                          for i in range(per_label) for label in labels])
 
 
+def chat(messages: list) -> Callable[[Ctx], Path]:
+    return lambda c: c.jsonl("d.jsonl", [{"messages": messages}])
+
+
+def tiny_lm(c: Ctx) -> Path:
+    from tiny_models import make_tiny_lm
+
+    return make_tiny_lm(c.tmp / "lm")
+
+
+def long_rows(c: Ctx) -> Path:
+    """Nine short pairs and, on line 4, one of 24 tokens (1 + 20 prompt words + 1 + reply + EOS)."""
+    rows = [{"prompt": "film", "response": "film"} for _ in range(9)]
+    rows.insert(3, {"prompt": "film " * 20, "response": "film"})
+    return c.jsonl("d.jsonl", rows)
+
+
 def predict(*texts: str, bundle: str = "bundle"):
     return lambda c: ["predict", getattr(c, bundle), *texts]
 
@@ -298,6 +315,30 @@ CASES = [
          "d.xlsx: unknown file type '.xlsx'; use .csv, .tsv, .jsonl or .conll."),
     Case("data-is-a-folder", lambda c: ["eval", c.bundle, "--data", c.tmp], 2, "is a folder; pass a CSV, TSV, JSONL or CoNLL file."),
     Case("data-missing-file", lambda c: ["eval", c.bundle, "--data", c.tmp / "nope.csv"], 2, "nope.csv: no such file."),
+    # --- data files: text generation (read before any model is loaded; the long row needs a tiny LM) ---
+    Case("gen-chat-no-assistant", train(data=chat([{"role": "user", "content": "hi"}])), 2,
+         "d.jsonl:1: the chat has no assistant turn with text; the model learns the assistant's replies, so each chat "
+         "needs at least one. Fix the row, or pass --skip-bad-rows to skip such rows."),
+    Case("gen-chat-unknown-role", train(data=chat([{"role": "bot", "content": "hi"}, {"role": "assistant", "content": "yo"}])),
+         2, "d.jsonl:1: message 1 has the unknown role 'bot'; roles are system, user, assistant."),
+    Case("gen-chat-message-not-object", train(data=chat(["hi", {"role": "assistant", "content": "yo"}])), 2,
+         "d.jsonl:1: message 1 must be an object with string 'role' and 'content'."),
+    Case("gen-chat-messages-not-list", train(data=lambda c: c.jsonl("d.jsonl", [{"messages": "hi"}])), 2,
+         "d.jsonl:1: 'messages' must be a non-empty list of {\"role\", \"content\"} objects."),
+    Case("gen-empty-response", train(data=lambda c: c.jsonl("d.jsonl", [{"prompt": "hi", "response": " "}])), 2,
+         "d.jsonl:1: empty or missing 'response'; a prompt/response row needs both as text."),
+    Case("gen-prompt-without-response", train(data=lambda c: c.jsonl("d.jsonl", [{"prompt": "hi"}])), 2,
+         "d.jsonl:1: empty or missing 'response'"),
+    Case("gen-no-layout", train("--task", "text-generation", data=lambda c: c.jsonl("d.jsonl", [{"review": "good"}])), 2,
+         "d.jsonl:1: no column 'prompt'/'response', 'messages' or 'text'; the columns are 'review'."),
+    Case("gen-lone-surrogate", train(data=lambda c: c.file("d.jsonl", '{"prompt": "bad \\ud800", "response": "x"}\n')), 2,
+         "d.jsonl:1: the text holds an unpaired surrogate '\\ud800', which is not valid Unicode"),
+    Case("gen-empty-txt", train(data=lambda c: c.file("d.txt", "\n \n")), 2,
+         "d.txt: no examples. Text generation needs at least one prompt/response pair, chat or text."),
+    Case("gen-row-over-context", lambda c: ["train", "--model", tiny_lm(c), "--out", c.tmp / "out", "--max-length", "16",
+                                            "--data", long_rows(c)], 2,
+         "d.jsonl:4: the row is 24 tokens, longer than the context window of 16 (--max-length). Shorten it, raise "
+         "--max-length, or pass --skip-bad-rows to truncate such rows."),
     # --- CLI values ----------------------------------------------------------------------------------
     Case("cli-epochs-zero", train("--epochs", "0"), 2, "error: --epochs must be > 0 (got 0.0)"),
     Case("cli-epochs-negative", train("--epochs", "-1"), 2, "error: --epochs must be > 0 (got -1.0)"),

@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # span decoding), edgeft 2000 → 2350 (edgeft/squad.py: SQuAD readers and the official metric).
 # runtime 1700 → 1750: runtime/session.py, the one module for session options and batching that the quantize
 # search and the runtime share (a candidate is measured the way its bundle is served).
-BUDGET = {"runtime": 1750, "compress": 3000, "train": 800, "edgeft": 2350}  # non-blank, non-comment lines
+# train 800 → 1100 for text generation (train/causal_lm.py: LoRA/full decoder training, reply-only labels, merge).
+BUDGET = {"runtime": 1750, "compress": 3000, "train": 1100, "edgeft": 2350}  # non-blank, non-comment lines
 
 
 def code_lines(folder: Path) -> int:
