@@ -21,7 +21,8 @@ from pathlib import Path
 from edgeft.errors import DataError
 from edgeft.writable import atomic_file
 
-TASKS = ("text-classification", "token-classification", "question-answering")
+TASKS = ("text-classification", "token-classification", "question-answering", "text-generation")
+ROLES = ("system", "user", "assistant")  # chat turns a text-generation row may hold (the HF/OpenAI layout)
 CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".iob2")
 MAX_SKIP_REPORT = 5  # how many skipped rows are described individually
 MAX_FIELD_CHARS = (1 << 31) - 1  # csv's default cap is 131,072 characters; a long review is not broken quoting
@@ -43,6 +44,27 @@ class TokenExample:
     line: int
 
 
+@dataclass(frozen=True)
+class GenerationExample:
+    """A text-generation row: a chat (a prompt/response row is one user and one assistant turn) or, for
+    continued training on domain text, plain ``text`` with no turns."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) per turn; () for plain text
+    text: str  # plain text ("" for a chat)
+    line: int
+
+    @property
+    def prompt(self) -> tuple[tuple[str, str], ...]:
+        """The turns before the last assistant turn: what the model is asked to answer."""
+        last = max((i for i, (role, _) in enumerate(self.messages) if role == "assistant"), default=0)
+        return self.messages[:last]
+
+    @property
+    def response(self) -> str | None:
+        """The last assistant turn: the reference answer of generation metrics (None for plain text)."""
+        return next((c for role, c in reversed(self.messages) if role == "assistant"), None)
+
+
 @dataclass
 class Dataset:
     """Examples of one file (or one split of it) and where they came from."""
@@ -55,7 +77,7 @@ class Dataset:
     @property
     def labels(self) -> list[str]:
         """Sorted label set (NER: every tag, 'O' first, then by entity type and B before I; QA: none)."""
-        if self.task == "question-answering":
+        if self.task in ("question-answering", "text-generation"):
             return []
         if self.task == "token-classification":
             tags = {t for ex in self.examples for t in ex.tags}
@@ -73,13 +95,16 @@ def _label_order(label: str):
 
 def detect_task(path: str | Path) -> str:
     """token-classification for CoNLL files and JSONL rows with 'tokens'; question-answering for
-    SQuAD files (rows with 'question' and 'context', or the official nested JSON); else
+    SQuAD files (rows with 'question' and 'context', or the official nested JSON); text-generation
+    for .txt files and JSONL rows with 'prompt'/'response', 'messages', or only 'text'; else
     text-classification."""
     from edgeft import squad
 
     path = Path(path)
     if path.suffix.lower() in CONLL_SUFFIXES:
         return "token-classification"
+    if path.suffix.lower() == ".txt":
+        return "text-generation"
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         if squad.looks_like_squad(path, None):  # the nested layout, often one line or pretty-printed
             return squad.TASK
@@ -91,6 +116,8 @@ def detect_task(path: str | Path) -> str:
                     return "text-classification"  # read_dataset reports the bad line
                 if squad.looks_like_squad(path, row):
                     return squad.TASK
+                if isinstance(row, dict) and ({"prompt", "response"} & set(row) or "messages" in row or set(row) == {"text"}):
+                    return "text-generation"
                 return "token-classification" if isinstance(row, dict) and "tokens" in row else "text-classification"
     return "text-classification"
 
@@ -138,6 +165,17 @@ def read_dataset(
         if not ds.examples:
             raise DataError(f"{path}: {'only bad rows' if ds.skipped else 'no questions'}; a SQuAD file needs at "
                             f"least one question with its context and answers.")
+        return ds
+    if task == "text-generation":  # chats, prompt/response pairs or plain text
+        if suffix not in (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".tab", ".txt"):
+            raise DataError(f"{path}: text generation reads .jsonl (prompt/response, messages or text rows), .csv/.tsv "
+                            f"(prompt and response columns, or text) or .txt (paragraphs separated by blank lines).")
+        rows = _read_jsonl(path, bad) if suffix in (".jsonl", ".json", ".ndjson") else _read_paragraphs(path) \
+            if suffix == ".txt" else _read_delimited(path, "," if suffix == ".csv" else "\t")
+        ds.examples = [ex for ex in _generation_examples(path, rows, text_column, bad) if ex is not None]
+        if not ds.examples:
+            raise DataError(f"{path}: {'only bad rows' if ds.skipped else 'no examples'}. Text generation needs at "
+                            f"least one prompt/response pair, chat or text.")
         return ds
     if suffix in CONLL_SUFFIXES:
         if task != "token-classification":
@@ -221,6 +259,78 @@ def _token_example(row: dict, columns: tuple[str, str], line: int, bad) -> Token
         if tag != "O" and (tag[:2] not in ("B-", "I-", "E-", "S-") or len(tag) < 3):
             return bad(line, f"tag {tag!r} is not in BIO form (use O, B-TYPE, I-TYPE)")
     return TokenExample(tokens=tuple(tokens), tags=tuple(tags), line=line)
+
+
+def _generation_examples(path: Path, rows, text_column: str, bad):
+    """GenerationExample per row: {"prompt", "response"}, {"messages": [{"role", "content"}, ...]} or
+    {text_column: ...}; the first row's layout is checked like a missing column."""
+    first = True
+    for line, row in rows:
+        if isinstance(row, str):  # the reader's own description of a malformed row
+            yield bad(line, row)
+            continue
+        if not isinstance(row, dict):
+            yield bad(line, f"expected an object with 'prompt' and 'response', 'messages' or {text_column!r}, "
+                            f"got {type(row).__name__}")
+            continue
+        layouts = ("prompt" in row or "response" in row, "messages" in row, text_column in row)
+        if first and not any(layouts):
+            have = ", ".join(repr(k) for k in row) or "none"
+            raise DataError(f"{path}:{line}: no column 'prompt'/'response', 'messages' or {text_column!r}; the columns "
+                            f"are {have}. Text generation reads prompt/response pairs, chats or plain text "
+                            f"(name its column with --text-column).")
+        first = False
+        yield _generation_example(row, layouts, text_column, line, bad)
+
+
+def _generation_example(row: dict, layouts: tuple[bool, bool, bool], text_column: str, line: int, bad):
+    pair, chat, plain = layouts
+    if pair:
+        prompt, response = row.get("prompt"), row.get("response")
+        for name, value in (("prompt", prompt), ("response", response)):
+            if not isinstance(value, str) or not value.strip():
+                return bad(line, f"empty or missing {name!r}; a prompt/response row needs both as text")
+        turns = (("user", prompt), ("assistant", response))
+    elif chat:
+        messages = row["messages"]
+        if not isinstance(messages, list) or not messages:
+            return bad(line, "'messages' must be a non-empty list of {\"role\", \"content\"} objects")
+        turns = []
+        for k, m in enumerate(messages, start=1):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                return bad(line, f"message {k} must be an object with string 'role' and 'content'")
+            if m["role"] not in ROLES:
+                return bad(line, f"message {k} has the unknown role {m['role']!r}; roles are {', '.join(ROLES)}")
+            turns.append((m["role"], m["content"]))
+        if not any(role == "assistant" and content.strip() for role, content in turns):
+            return bad(line, "the chat has no assistant turn with text; the model learns the assistant's replies, so "
+                             "each chat needs at least one")
+        turns = tuple(turns)
+    elif not plain:
+        return bad(line, f"no 'prompt'/'response', 'messages' or {text_column!r}; give the row one of those layouts")
+    else:
+        text = row.get(text_column)
+        if not isinstance(text, str) or not text.strip():
+            return bad(line, f"empty or missing text in column {text_column!r}")
+        turns = ()
+    content = [c for _, c in turns] or [row[text_column]]
+    hit = next((m for c in content if (m := _SURROGATE.search(c))), None)
+    if hit:
+        return bad(line, f"the text holds an unpaired surrogate {hit.group()!r}, which is not valid Unicode (a broken "
+                         "\\uXXXX escape)")
+    return GenerationExample(messages=turns, text="" if turns else row[text_column], line=line)
+
+
+def _read_paragraphs(path: Path):
+    """A .txt file as rows of plain text: one per paragraph (lines up to a blank line), with its first line."""
+    lines, first = [], 1
+    for number, line in enumerate([*_lines(path), ""], start=1):
+        if line.strip():
+            first = first if lines else number
+            lines.append(line)
+        elif lines:
+            yield first, {"text": "\n".join(lines)}
+            lines = []
 
 
 def read_text(path: Path) -> str:
@@ -313,8 +423,8 @@ def _read_conll(path: Path):
 
 def check_labels(ds: Dataset, known: list[str], what: str = "the training data") -> None:
     """Raise DataError at the first example whose label the model does not know."""
-    if ds.task == "question-answering":
-        return  # answers are spans of the context, not labels
+    if ds.task in ("question-answering", "text-generation"):
+        return  # answers are spans of the context / free text, not labels
     known_set = set(known)
     for ex in ds.examples:
         found = [t for t in ex.tags if t not in known_set] if ds.task == "token-classification" else (
@@ -375,8 +485,18 @@ def write_jsonl(ds: Dataset, path: str | Path) -> None:
     with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for ex in ds.examples:
             row = {"text": ex.text, "label": ex.label} if isinstance(ex, TextExample) else to_row(ex) \
-                if isinstance(ex, QAExample) else {"tokens": list(ex.tokens), "tags": list(ex.tags)}
+                if isinstance(ex, QAExample) else generation_row(ex) if isinstance(ex, GenerationExample) \
+                else {"tokens": list(ex.tokens), "tags": list(ex.tags)}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def generation_row(ex: GenerationExample) -> dict:
+    """The JSONL row of a text-generation example, in the layout it was read from."""
+    if not ex.messages:
+        return {"text": ex.text}
+    if [role for role, _ in ex.messages] == ["user", "assistant"]:
+        return {"prompt": ex.messages[0][1], "response": ex.messages[1][1]}
+    return {"messages": [{"role": role, "content": content} for role, content in ex.messages]}
 
 
 def fingerprint(*datasets: Dataset) -> str:
@@ -385,14 +505,18 @@ def fingerprint(*datasets: Dataset) -> str:
     for ds in datasets:
         for ex in ds.examples:
             h.update(json.dumps([ex.text, ex.label] if isinstance(ex, TextExample) else [ex.tokens, ex.tags]
-                                if isinstance(ex, TokenExample) else [ex.question, ex.context, ex.answers, ex.starts],
+                                if isinstance(ex, TokenExample) else [ex.messages, ex.text]
+                                if isinstance(ex, GenerationExample) else [ex.question, ex.context, ex.answers, ex.starts],
                                 ensure_ascii=False).encode())
         h.update(b"\x00")
     return h.hexdigest()
 
 
 def model_input(ex) -> str | tuple[str, str]:
-    """What a model reads for an example: its text, its words joined, or a (question, context) pair."""
+    """What a model reads for an example: its text, its words joined, a (question, context) pair, or a
+    generation row's text (its turns' contents, one per line)."""
     if isinstance(ex, TextExample):
         return ex.text
+    if isinstance(ex, GenerationExample):
+        return ex.text or "\n".join(content for _, content in ex.messages)
     return " ".join(ex.tokens) if isinstance(ex, TokenExample) else (ex.question, ex.context)
