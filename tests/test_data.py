@@ -61,7 +61,7 @@ BAD = [  # (file name, content, expected message fragment)
     ("d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label"\n', "d.jsonl:2: not valid JSON"),
     ("d.jsonl", '{"tokens": ["a", "b"], "tags": ["O"]}\n', "d.jsonl:1: 2 tokens but 1 tags"),
     ("d.jsonl", '{"tokens": ["a"], "tags": ["PER"]}\n', "d.jsonl:1: tag 'PER' is not in BIO form"),
-    ("d.txt", "hello\n", "unknown file type '.txt'"),
+    ("d.xml", "<a/>\n", "unknown file type '.xml'"),  # (.txt is text-generation data)
     ("d.csv", b"text,label\nok,pos\ncaf\xe9,neg\n", "d.csv:3: byte 0xe9 is not valid UTF-8"),
 ]
 
@@ -117,3 +117,25 @@ def test_fingerprint_ignores_format_but_not_content(tmp_path):
     b = read_dataset(write(tmp_path, "b.jsonl", '{"text": "hi", "label": "pos"}\n'))
     c = read_dataset(write(tmp_path, "c.jsonl", '{"text": "hi!", "label": "pos"}\n'))
     assert fingerprint(a) == fingerprint(b) != fingerprint(c)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("d.jsonl", '{"prompt": "hi", "response": "hello"}\n'),
+    ("d.jsonl", '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'),
+    ("d.jsonl", '{"text": "domain text"}\n'),
+    ("d.txt", "first paragraph\nstill first\n\n\nsecond\n"),
+])
+def test_generation_rows_are_detected_and_read_as_turns_or_text(tmp_path, name, content):
+    from edgeft.data import detect_task, generation_row
+
+    path = write(tmp_path, name, content)
+    ds = read_dataset(path)
+    assert detect_task(path) == ds.task == "text-generation" and ds.labels == []
+    ex = ds.examples[0]
+    if name == "d.txt":  # one example per paragraph, at its first line
+        assert [(e.text, e.line) for e in ds.examples] == [("first paragraph\nstill first", 1), ("second", 5)]
+    elif "text" in content:
+        assert (ex.messages, ex.text, ex.response) == ((), "domain text", None)
+    else:
+        assert ex.messages == (("user", "hi"), ("assistant", "hello")) and ex.response == "hello"
+        assert generation_row(ex) == {"prompt": "hi", "response": "hello"}  # written back as a pair
