@@ -26,47 +26,30 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgeft.errors import ConfigError, DataError, ModelError
 from edgeft.runtime.manifest import MANIFEST_NAME, Manifest
+from edgeft.runtime.tasks import ENCODER_TASKS, TASKS, default_max_length, task_of_architectures
+from edgeft.settings import check, setting
+from edgeft.stage import Progress, Splits, silent
 
-# What each task's head looks like. Question answering has two outputs, both per token: the
-# runtime decodes the answer span from them (edgeft.runtime.qa).
-TASK_HEADS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    # task: (architecture suffix in config.architectures, transformers auto class, ONNX outputs)
-    "text-classification": ("ForSequenceClassification", "AutoModelForSequenceClassification", ("logits",)),
-    "token-classification": ("ForTokenClassification", "AutoModelForTokenClassification", ("logits",)),
-    "question-answering": ("ForQuestionAnswering", "AutoModelForQuestionAnswering", ("start_logits", "end_logits")),
-}
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
-DEFAULT_MAX_LENGTH = 128  # tokens; SST-2 dev sentences average 25.5 word pieces, p90 40, max 60
-QA_MAX_LENGTH = 384  # question answering: the window the model was trained with, else the SQuAD scripts' 384
 ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer")  # positions start at pad_token_id + 1
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """Settings of ``edgeft export`` (CLI flags in brackets)."""
+    """Settings of ``edgeft export`` and the recipe's ``[export]`` section."""
 
-    opset: int = field(default=18, metadata={"help": "ONNX opset [--opset]; 18 runs on ONNX Runtime >= 1.14"})
-    max_length: int | None = field(default=None, metadata={"help": "tokens [--max-length]; default "
-                                                           "min(128, the model's positions)"})
-    atol: float = field(default=1e-4, metadata={"help": "max |Δlogit| vs PyTorch over non-pad positions [--atol]"})
-    data: str | None = field(default=None, metadata={"help": "labeled file: parity inputs + FP32 accuracy [--data]"})
-    text_column: str = "text"
-    label_column: str = "label"
-    tokens_column: str = "tokens"  # NER JSONL
-    tags_column: str = "tags"
-    zipped: bool = field(default=False, metadata={"help": "write one .zip instead of a folder [--zip]"})
+    opset: int = setting(18, "ONNX opset (18 runs on ONNX Runtime >= 1.14, Mobile and Web).", ge=13, le=23)
+    max_length: int | None = setting(None, "Tokens per input (default: min(128, the model's limit); question "
+                                     "answering: the training windows).", ge=2)
+    atol: float = setting(1e-4, "Max |Δlogit| between PyTorch and ONNX over non-pad positions.", gt=0)
+    zipped: bool = setting(False, "Write a single .zip instead of a folder.", flag="--zip")
 
     def __post_init__(self):
-        if not 13 <= self.opset <= 23:
-            raise ConfigError(f"--opset {self.opset} is not supported; use 13..23 (default 18).")
-        if self.max_length is not None and self.max_length < 2:
-            raise ConfigError(f"--max-length {self.max_length} is too small; use at least 2 tokens.")
-        if not self.atol > 0:
-            raise ConfigError(f"--atol {self.atol} must be > 0 (default 1e-4).")
+        check(self)
 
 
 @dataclass(frozen=True)
@@ -127,9 +110,9 @@ def quiet():
 def detect_task(model_dir: Path, config) -> str:
     """The task from ``config.architectures`` (what ``save_pretrained`` recorded)."""
     archs = list(getattr(config, "architectures", None) or [])
-    for task, (suffix, _, _) in TASK_HEADS.items():
-        if any(a.endswith(suffix) for a in archs):
-            return task
+    task = task_of_architectures(archs)
+    if task in ENCODER_TASKS:
+        return task
     raise ModelError(f"{model_dir}: config.json names architectures {archs or 'none'}; edgeft exports models with a "
                      f"sequence- or token-classification or question-answering head (e.g. "
                      f"BertForSequenceClassification). Fine-tune with `edgeft train` first.")
@@ -187,7 +170,7 @@ def load_model(model_dir: str | Path, max_length: int | None = None, attn_implem
                       "code (no trust_remote_code): use an architecture transformers ships.") if "custom code" in str(e) else ""
             raise ModelError(f"{model_dir}/config.json cannot be read: {str(e).splitlines()[0]}{remote}") from None
         task = detect_task(model_dir, config)
-        auto_class = getattr(transformers, TASK_HEADS[task][1])
+        auto_class = getattr(transformers, TASKS[task].auto_class)
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
             model = auto_class.from_pretrained(model_dir, use_safetensors=True, local_files_only=True,
@@ -224,11 +207,11 @@ def load_model(model_dir: str | Path, max_length: int | None = None, attn_implem
     info = _training_info(model_dir)
     qa = task == "question-answering"
     if qa:  # windows of the trained size unless asked otherwise
-        max_length = min(max_length or info.get("max_length") or QA_MAX_LENGTH, limit)
+        max_length = min(max_length or info.get("max_length") or default_max_length(task), limit)
     return LoadedModel(
         model_dir=model_dir, model=model, hf_tokenizer=tok, task=task,
         labels=() if qa else tuple(str(id2label[i]) for i in range(len(id2label))), inputs=inputs,
-        outputs=TASK_HEADS[task][2], pad_token_id=int(pad), max_length=min(max_length or DEFAULT_MAX_LENGTH, limit),
+        outputs=TASKS[task].outputs, pad_token_id=int(pad), max_length=min(max_length or default_max_length(task), limit),
         architecture=config.model_type, base_model=info.get("base_model") or str(model_dir),
         data_fingerprint=info.get("data_fingerprint", ""),
         config_shape=config_shape(config),
@@ -371,9 +354,10 @@ def parity_inputs(examples, task: str) -> list:
     return list(zip(BUILTIN_TEXTS, BUILTIN_TEXTS[1:] + BUILTIN_TEXTS[:1]))
 
 
-def export(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(),
-           progress: Callable[[str], None] = lambda msg: None) -> ExportResult:
-    """Export ``model_dir`` to an FP32 bundle at ``out`` after a parity check.
+def export(model_dir: str | Path, out: str | Path, splits: Splits = Splits(), cfg: ExportConfig = ExportConfig(),
+           progress: Progress = silent) -> ExportResult:
+    """Export ``model_dir`` to an FP32 bundle at ``out`` after a parity check on ``splits.validation``
+    (also scored: the FP32 accuracy goes into the manifest); without it, parity runs on built-in sentences.
 
     Returns:
         The bundle path, its manifest and the parity report.
@@ -389,9 +373,9 @@ def export(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportCon
     progress(f"loading {model_dir}")
     loaded = load_model(model_dir, cfg.max_length)
     ds = None
-    if cfg.data:
-        ds = read_labeled(cfg.data, loaded.task, loaded.labels, text_column=cfg.text_column,
-                          label_column=cfg.label_column, tokens_column=cfg.tokens_column, tags_column=cfg.tags_column)
+    data = splits.validation
+    if data:
+        ds = read_labeled(data, loaded.task, loaded.labels, **splits.columns())
     texts = parity_inputs(ds.examples if ds else [], loaded.task)
     with tempfile.TemporaryDirectory(prefix="edgeft-export-") as work:
         onnx_path, tok_path = Path(work) / "model.onnx", Path(work) / "tokenizer.json"
@@ -403,9 +387,9 @@ def export(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportCon
         report = check_parity(loaded.model, onnx_path, tok_path, manifest, texts[:64], cfg.atol, loaded.hf_tokenizer)
         manifest.parity = report.to_dict()
         if ds is not None:
-            progress(f"evaluating FP32 ONNX on {len(ds)} rows of {cfg.data}")
+            progress(f"evaluating FP32 ONNX on {len(ds)} rows of {data}")
             _, metrics = evaluate_onnx(onnx_path, tok_path, manifest, ds.examples)
-            manifest.metrics = {"split": str(cfg.data), "fp32": summary(metrics), "variant": summary(metrics),
+            manifest.metrics = {"split": str(data), "fp32": summary(metrics), "variant": summary(metrics),
                                 "drop": 0.0, "agreement": 1.0}
         bundle = write_bundle(out, {"model.onnx": onnx_path, "tokenizer.json": tok_path}, manifest, cfg.zipped)
     return ExportResult(bundle, manifest, report)

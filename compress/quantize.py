@@ -43,6 +43,8 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeft.errors import BundleError, ConfigError, ModelError
+from edgeft.settings import check, setting
+from edgeft.stage import Progress, Splits, silent
 from edgeft.targets import Target, cpu_flags, host_target, resolve_target
 
 MODES = ("auto", "dynamic", "static")
@@ -115,37 +117,27 @@ register_recipe(Recipe("dyn-pc-u8u8", "dynamic", True, weight_type="uint8", redu
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    """Settings of ``edgeft quantize`` (CLI flags in brackets)."""
+    """Settings of ``edgeft quantize`` and the recipe's ``[quantize]`` section. The candidates are
+    scored on ``splits.validation``; static ones are calibrated on ``splits.train`` (else validation)."""
 
-    data: str = field(default="", metadata={"help": "validation file: accuracy of every candidate [--data]"})
-    target: str | None = field(default=None, metadata={"help": "preset name [--target]; None = this machine's"})
-    mode: str = field(default="auto", metadata={"help": "auto (search) | dynamic | static [--mode]"})
-    max_accuracy_drop: float = field(default=0.005, metadata={"help": "fraction, 0.005 = 0.5 pt [--max-accuracy-drop]"})
-    calibration_data: str | None = field(default=None, metadata={"help": "static calibration rows; default --data"})
-    calibration_rows: int = 128  # rows sampled (seeded) for static calibration
-    sensitivity_rows: int = 32  # rows used by the per-layer sensitivity pass
-    max_eval_rows: int = 2000  # cap on validation rows (seeded sample), to bound the search time
-    timing_rounds: int = 5  # interleaved rounds …
-    timing_calls: int = 20  # … of this many batch-1 calls per candidate (100 timed calls each)
-    opset: int | None = None  # None: the target's (only used when exporting from a model folder)
-    max_length: int | None = None
-    atol: float = 1e-4
-    text_column: str = "text"
-    label_column: str = "label"
-    tokens_column: str = "tokens"  # NER JSONL
-    tags_column: str = "tags"
-    zipped: bool = False
-    seed: int = 0
+    target: str | None = setting(None, "Preset (see `edgeft targets`); default: this machine.")
+    mode: str = setting("auto", "auto: search candidates | dynamic | static (the target's preset only).", choices=MODES)
+    # One budget for quantize and build (build reuses this field): a fraction, 0.01 = 1 pt. Negative asks for
+    # a candidate better than FP32 (tests use it to see the "no candidate met the budget" path).
+    max_accuracy_drop: float = setting(0.01, "Allowed drop vs FP32, as a fraction (0.01 = 1 pt).", ge=-1, le=1)
+    calibration_rows: int = setting(128, "Calibration rows (seeded sample).", ge=1)
+    sensitivity_rows: int = setting(32, "Rows used by the per-layer sensitivity pass.", ge=1)
+    max_eval_rows: int = setting(2000, "Validation rows used at most (seeded sample), to bound the time.", ge=1)
+    timing_rounds: int = setting(5, "Interleaved timing rounds …", ge=1)
+    timing_calls: int = setting(20, "… of this many batch-1 calls per candidate.", ge=1)
+    opset: int | None = setting(None, "ONNX opset when exporting a model folder (default: the target's).", ge=13, le=23)
+    max_length: int | None = setting(None, "Tokens per input when exporting a model folder.", ge=2)
+    atol: float = setting(1e-4, "Max |Δlogit| of the parity check when exporting a model folder.", gt=0)
+    zipped: bool = setting(False, "Write a single .zip instead of a folder.", flag="--zip")
+    seed: int = setting(0, "Seed of the sampled evaluation and calibration rows.")
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ConfigError(f"--mode {self.mode!r} is not one of {', '.join(MODES)}.")
-        if not -1.0 <= self.max_accuracy_drop <= 1.0:
-            raise ConfigError(f"--max-accuracy-drop {self.max_accuracy_drop} is a fraction (0.005 = 0.5 pt); "
-                              f"use a value in [-1, 1].")
-        if min(self.calibration_rows, self.sensitivity_rows, self.max_eval_rows, self.timing_rounds,
-               self.timing_calls) < 1:
-            raise ConfigError("row counts and timing rounds/calls must be >= 1.")
+        check(self)
 
 
 @dataclass
@@ -466,8 +458,8 @@ def sample_rows(items: list, n: int, seed: int) -> list:
     return [items[i] for i in keep]
 
 
-def quantize(source_path: str | Path, out: str | Path, cfg: QuantizeConfig,
-             progress: Callable[[str], None] = lambda msg: None) -> QuantizeResult:
+def quantize(source_path: str | Path, out: str | Path, splits: Splits, cfg: QuantizeConfig = QuantizeConfig(),
+             progress: Progress = silent) -> QuantizeResult:
     """Quantize a model folder or FP32 bundle for ``cfg.target`` and write the chosen bundle to ``out``.
 
     Returns:
@@ -478,25 +470,25 @@ def quantize(source_path: str | Path, out: str | Path, cfg: QuantizeConfig,
     """
     from edgeft.compress.bundle_writer import check_output, write_bundle
     from edgeft.compress.evaluate import encode, evaluate_onnx, feeds, load_tokenizer, summary
-    from edgeft.runtime.session import open_session
     from edgeft.compress.export import read_labeled
+    from edgeft.runtime.session import open_session
     from edgeft.data import detect_task, model_input, read_dataset
 
     check_output(out, cfg.zipped)  # a bad --out fails now, not after the search
     target = resolve_target(cfg.target or host_target())
-    if not cfg.data:
+    data = splits.validation
+    if not data:
         raise ConfigError("--data is required: a labeled validation file to measure every candidate on.")
-    columns = {"text_column": cfg.text_column, "label_column": cfg.label_column, "tokens_column": cfg.tokens_column,
-               "tags_column": cfg.tags_column}
+    columns = splits.columns()
     with tempfile.TemporaryDirectory(prefix="edgeft-quantize-") as tmp:
         work = Path(tmp)
         # The parity check of a model folder needs texts before the model (and its task) is loaded.
-        texts = [model_input(ex) for ex in read_dataset(cfg.data, task=detect_task(cfg.data), **columns).examples]
+        texts = [model_input(ex) for ex in read_dataset(data, task=detect_task(data), **columns).examples]
         source = open_source(source_path, work, cfg, target, texts, progress)
         m = source.manifest
-        ds = read_labeled(cfg.data, m.task, m.labels, **columns)
+        ds = read_labeled(data, m.task, m.labels, **columns)
         examples = sample_rows(ds.examples, cfg.max_eval_rows, cfg.seed)
-        calib_ds = read_labeled(cfg.calibration_data, m.task, m.labels, **columns) if cfg.calibration_data else ds
+        calib_ds = read_labeled(splits.train, m.task, m.labels, **columns) if splits.train else ds
         tok = load_tokenizer(source.tokenizer, m.max_length)
         # (1, seq) int64 feeds at real length: calibration rows (seeded sample) and timing sentences
         calibration = [feeds([e], m) for e in encode(tok, sample_rows(calib_ds.examples, cfg.calibration_rows,
@@ -526,13 +518,13 @@ def quantize(source_path: str | Path, out: str | Path, cfg: QuantizeConfig,
         if "ort" in target.extra_artifacts:
             files["model.ort"] = _ort_format(chosen.path, work / "model.ort")
         table = {"target": target.to_dict(), "mode": cfg.mode, "max_accuracy_drop": cfg.max_accuracy_drop,
-                 "data": str(cfg.data), "rows": len(examples), "verdict": verdict, "chosen": chosen.name,
+                 "data": str(data), "rows": len(examples), "verdict": verdict, "chosen": chosen.name,
                  "fp32": fp32.to_dict(), "candidates": [c.to_dict() for c in candidates],
                  "sensitivity": sensitive, "notes": list(notes)}
         files["candidates.json"] = work / "candidates.json"
         files["candidates.json"].write_text(json.dumps(table, indent=2, ensure_ascii=False) + "\n")
         _fill_manifest(m, target, cfg, chosen, fp32, verdict, len(candidates), len(examples), len(calibration),
-                       "model.ort" in files)
+                       "model.ort" in files, data)
         progress(f"writing {out}")
         bundle = write_bundle(out, files, m, cfg.zipped)
     return QuantizeResult(bundle, m, chosen, fp32, candidates, verdict, budget_met, notes)
@@ -605,7 +597,7 @@ def _search(cfg: QuantizeConfig, target: Target, source: Source, run: Callable[[
 
 
 def _fill_manifest(m, target: Target, cfg: QuantizeConfig, chosen: Candidate, fp32: Candidate, verdict: str,
-                   n_candidates: int, rows: int, calibration_rows: int, ort_file: bool) -> None:
+                   n_candidates: int, rows: int, calibration_rows: int, ort_file: bool, data: Path) -> None:
     """Target, quantization settings and measured metrics of the chosen candidate."""
     m.target = {**target.to_dict(), "artifacts": {"ort": "model.ort"} if ort_file else {}}
     m.quantization = {
@@ -615,7 +607,7 @@ def _fill_manifest(m, target: Target, cfg: QuantizeConfig, chosen: Candidate, fp
     }
     m.batching = chosen.settings.batching
     m.metrics = {
-        "split": str(cfg.data), "rows": rows, "variant": chosen.metrics, "fp32": fp32.metrics,
+        "split": str(data), "rows": rows, "variant": chosen.metrics, "fp32": fp32.metrics,
         "drop": chosen.drop, "agreement": chosen.agreement, "latency_ms": chosen.to_dict()["latency_ms"],
         "fp32_latency_ms": fp32.to_dict()["latency_ms"],
         "latency_setup": "batch 1, 1 thread, real sentences, interleaved; measured on this machine",

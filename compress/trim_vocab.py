@@ -29,11 +29,13 @@ import copy
 import json
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-from edgeft.errors import ConfigError, ModelError, require
+from edgeft.errors import ModelError, require
+from edgeft.settings import check, setting
+from edgeft.stage import Progress, Splits, StageResult, silent
 from edgeft.writable import atomic_folder, write_json
 
 SUPPORTED = ("WordPiece", "BPE")
@@ -43,45 +45,33 @@ LOGIT_ATOL = 1e-5  # the same weights on the same ids: in practice the differenc
 
 @dataclass(frozen=True)
 class TrimConfig:
-    """Settings of ``edgeft trim-vocab`` (CLI flags in brackets)."""
+    """Settings of ``edgeft trim-vocab`` and the recipe's ``[trim]`` section."""
 
-    keep_chars: bool = field(default=True, metadata={"help": "keep every single-character piece [--keep-chars]"})
-    min_count: int = field(default=1, metadata={"help": "keep a corpus token seen at least N times [--min-count]"})
-    validation: str | None = field(default=None, metadata={
-        "help": "held-out labeled file: changed inputs, [UNK] rate, accuracy before/after [--validation]"})
-    text_column: str = "text"
-    label_column: str = "label"
-    tokens_column: str = "tokens"
-    tags_column: str = "tags"
-    max_length: int = field(default=128, metadata={"help": "tokens per row for the checks [--max-length]"})
-    check_rows: int = field(default=512, metadata={"help": "corpus rows (seeded sample) compared logit by logit"})
-    force: bool = False  # replace a non-empty output folder
-    seed: int = 0
+    keep_chars: bool = setting(True, "Keep every single-character piece, so unseen words become characters, not [UNK].")
+    min_count: int = setting(1, "Keep a corpus token only if it occurs at least N times.", ge=1)
+    max_length: int = setting(128, "Tokens per example for the logit check and the validation scores.", ge=2)
+    check_rows: int = setting(512, "Corpus rows (seeded sample) whose logits are compared with the original's.", ge=1)
+    force: bool = setting(False, "Replace a non-empty output folder.")
+    seed: int = setting(0, "Seed of the corpus rows sampled for the logit check.")
 
     def __post_init__(self):
-        problems = []
-        if self.min_count < 1:
-            problems.append(f"--min-count must be >= 1 (got {self.min_count})")
-        if self.max_length < 2:
-            problems.append(f"--max-length must be >= 2 tokens (got {self.max_length})")
-        if self.check_rows < 1:
-            problems.append(f"--check-rows must be >= 1 (got {self.check_rows})")
-        if problems:
-            raise ConfigError("; ".join(problems))
+        check(self)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def trim_vocab(model_dir: str | Path, corpus: str | Path, out_dir: str | Path, cfg: TrimConfig = TrimConfig(),
-               progress: Callable[[str], None] = lambda msg: None) -> dict:
-    """Write a copy of ``model_dir`` with a vocabulary trimmed to ``corpus``; return ``trim_report.json``.
+def trim_vocab(model_dir: str | Path, out_dir: str | Path, splits: Splits, cfg: TrimConfig = TrimConfig(),
+               progress: Progress = silent) -> StageResult:
+    """Write a copy of ``model_dir`` with a vocabulary trimmed to ``splits.train``; returns the folder
+    and its ``trim_report.json``.
 
     Args:
         model_dir: local HF folder with ``tokenizer.json`` (WordPiece or BPE) and safetensors weights.
-        corpus: in-domain text (anything ``distill.read_texts`` reads; labels are ignored).
         out_dir: the trimmed HF folder, ``vocab_map.json`` and ``trim_report.json``; written to a
             temp folder first and moved into place when complete.
+        splits: ``train`` is the in-domain corpus (anything ``distill.read_texts`` reads; labels are
+            ignored); ``validation``, if given, is a held-out labeled file scored before and after.
     Raises:
         ModelError for an unsupported tokenizer or model, DataError for bad files, ConfigError for
         a non-empty output folder without ``force``.
@@ -100,7 +90,8 @@ def trim_vocab(model_dir: str | Path, corpus: str | Path, out_dir: str | Path, c
 
     source = Path(resolve_model(str(model_dir))[0])
     spec = read_tokenizer_spec(source)
-    texts = [value for _, value in read_texts(corpus, cfg.text_column, cfg.tokens_column)]
+    corpus = splits.train
+    texts = [value for _, value in read_texts(corpus, splits.text_column, splits.tokens_column)]
     progress(f"loading {source}")
     model, tokenizer = load(source, words=isinstance(texts[0], list))
     task = task_of(model.config)
@@ -148,11 +139,12 @@ def trim_vocab(model_dir: str | Path, corpus: str | Path, out_dir: str | Path, c
             "config": cfg.to_dict(),
             "versions": versions(),
         }
-        if cfg.validation:
-            progress(f"scoring {cfg.validation} before and after")
-            report["validation"] = validation_report(model, tokenizer, model2, tokenizer2, new_to_old, task, cfg)
+        if splits.validation:
+            progress(f"scoring {splits.validation} before and after")
+            report["validation"] = validation_report(model, tokenizer, model2, tokenizer2, new_to_old, task, cfg,
+                                                     splits)
         write_json(tmp / "trim_report.json", report)  # out, if it exists (empty, or --force), is replaced
-    return report
+    return StageResult(out, report)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -418,7 +410,8 @@ def compare(model, tokenizer, model2, tokenizer2, texts: Sequence, new_to_old: S
     return {"rows": len(texts), "ids_identical": sum(same) / len(same), "max_abs_logit_diff": diff}
 
 
-def validation_report(model, tokenizer, model2, tokenizer2, new_to_old, task: str | None, cfg: TrimConfig) -> dict:
+def validation_report(model, tokenizer, model2, tokenizer2, new_to_old, task: str | None, cfg: TrimConfig,
+                      splits: Splits) -> dict:
     """Held-out text: fraction of inputs whose ids changed, [UNK] rate, and the task metric before/after."""
     from edgeft.compress.distill import read_texts, run_model, stack_outputs
     from edgeft.data import check_labels, read_dataset
@@ -427,15 +420,14 @@ def validation_report(model, tokenizer, model2, tokenizer2, new_to_old, task: st
 
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if task else None
     if task:
-        ds = read_dataset(cfg.validation, task=task, text_column=cfg.text_column, label_column=cfg.label_column,
-                          tokens_column=cfg.tokens_column, tags_column=cfg.tags_column)
+        ds = read_dataset(splits.validation, task=task, **splits.columns())
         check_labels(ds, labels, f"the model's labels ({model.config.name_or_path})")
         texts = [ex.text if hasattr(ex, "text") else list(ex.tokens) for ex in ds.examples]
     else:  # no classifier head: nothing to score, ids only
-        texts = [v for _, v in read_texts(cfg.validation, cfg.text_column, cfg.tokens_column)]
+        texts = [v for _, v in read_texts(splits.validation, splits.text_column, splits.tokens_column)]
     old, new = tokenize(tokenizer, texts, cfg.max_length), tokenize(tokenizer2, texts, cfg.max_length)
     changed = sum([new_to_old[i] for i in n] != o for n, o in zip(new["input_ids"], old["input_ids"]))
-    report = {"path": str(cfg.validation), "rows": len(texts), "changed_inputs": changed / len(texts),
+    report = {"path": str(splits.validation), "rows": len(texts), "changed_inputs": changed / len(texts),
               "unk_rate": {"before": _unk_rate(old["input_ids"], tokenizer.unk_token_id),
                            "after": _unk_rate(new["input_ids"], tokenizer2.unk_token_id)}}
     if task:

@@ -20,11 +20,13 @@ from __future__ import annotations
 import os
 import time
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from edgeft.data import Dataset, check_labels, fingerprint, read_dataset, split_dataset, write_jsonl
 from edgeft.errors import ConfigError, DataError, ModelError, require
 from edgeft.metrics import classification_metrics, ner_metrics
+from edgeft.stage import Progress, Splits, StageResult, silent
 from edgeft.train.config import TrainConfig
 from edgeft.train.model_source import resolve_model
 from edgeft.train.qa import qa_settings
@@ -35,15 +37,17 @@ from edgeft.writable import atomic_file, write_json
 IGNORE = -100  # label id the loss and the metrics skip (special tokens, non-first sub-tokens, padding)
 
 
-def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConfig(),
-             validation: str | Path | None = None, test: str | Path | None = None) -> dict:
-    """Run the fine-tuning stage and return the contents of ``metrics.json``.
+def finetune(model: str | Path | None, out_dir: str | Path, splits: Splits, cfg: TrainConfig = TrainConfig(),
+             progress: Progress = silent) -> StageResult:
+    """Run the fine-tuning stage; returns the model folder and the contents of ``metrics.json``.
 
     Args:
-        data: training file (or the only file: then a seeded stratified split is made and saved).
+        model: local HF folder or hub id to start from; None = the embedded all-MiniLM-L6-v2.
         out_dir: folder for the model, ``metrics.json``, the splits, curves and checkpoints.
+        splits: the training file, and optional validation/test files (missing ones are carved out
+            of the training file, seeded and stratified, and saved in ``out_dir/data``).
         cfg: all settings (see TrainConfig).
-        validation, test: optional separate files; missing splits are carved out of ``data``.
+        progress: one-line progress messages (the Trainer prints its own progress bar).
     """
     out = Path(out_dir)
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes files
@@ -52,8 +56,12 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
     resume = last_checkpoint(out) if cfg.resume else None
     if cfg.resume and resume is None:
         raise ConfigError(f"--resume: no checkpoint in {out / 'checkpoints'} to continue from; run without --resume.")
-    train_ds, val_ds, test_ds = prepare_splits(data, validation, test, cfg)
+    train_ds, val_ds, test_ds = prepare_splits(splits, cfg)
     task = train_ds.task
+    if task == "text-generation":  # a decoder taught its replies: LoRA or full, merged (edgeft.train.causal_lm)
+        from edgeft.train.causal_lm import finetune_lm
+
+        return finetune_lm(model, out, (train_ds, val_ds, test_ds), cfg, progress, resume)
     labels = train_ds.labels
     check_labels(val_ds, labels, f"the training data ({train_ds.path})")
     check_labels(test_ds, labels, f"the training data ({train_ds.path})")
@@ -62,7 +70,9 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
     require("torch", "train")
     transformers.utils.logging.set_verbosity_error()  # the load report's MISSING classifier.* is normal
     transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars; training keeps its own
-    model_path, model_name = resolve_model(cfg.model)
+    model_path, model_name = resolve_model(None if model is None else str(model), task)
+    cfg = replace(cfg, task=task, max_length=cfg.length(task))  # as it runs: recorded so in metrics.json
+    progress(f"fine-tuning {model_name} for {task} on {len(train_ds)} examples")
     tokenizer, model_init, max_length = load_model(model_path, task, labels, cfg)
 
     if rank0:
@@ -111,7 +121,7 @@ def finetune(data: str | Path, out_dir: str | Path, cfg: TrainConfig = TrainConf
         write_json(out / "train_config.json", cfg.to_dict())
         save_curves(trainer.state.log_history, out, metric_name)
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
-    return metrics
+    return StageResult(out, metrics)
 
 
 def train_summary(trainer, result, seconds: float, train_ds: Dataset) -> dict:
@@ -130,11 +140,13 @@ def train_summary(trainer, result, seconds: float, train_ds: Dataset) -> dict:
     }
 
 
-def prepare_splits(data, validation, test, cfg: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:
-    """Read the files; carve whichever of validation/test is missing out of ``data`` (seeded, stratified)."""
-    read = dict(text_column=cfg.text_column, label_column=cfg.label_column, tokens_column=cfg.tokens_column,
-                tags_column=cfg.tags_column, skip_bad_rows=cfg.skip_bad_rows)
-    train_ds = read_dataset(data, task=cfg.task, **read)
+def prepare_splits(splits: Splits, cfg: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:
+    """Read the files; carve whichever of validation/test is missing out of the training file (seeded, stratified)."""
+    if splits.train is None:
+        raise ConfigError("no training data: give --data (or train = ... in the recipe's [data] section).")
+    read = dict(**splits.columns(), skip_bad_rows=cfg.skip_bad_rows)
+    train_ds = read_dataset(splits.train, task=cfg.task, **read)
+    validation, test = splits.validation, splits.test
     task = train_ds.task
     val_ds = read_dataset(validation, task=task, **read) if validation else None
     test_ds = read_dataset(test, task=task, **read) if test else None

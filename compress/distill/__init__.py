@@ -37,10 +37,10 @@ import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from edgeft.data import Dataset, check_labels, detect_task, fingerprint
 from edgeft.errors import ConfigError, DataError, require
+from edgeft.stage import Progress, Splits, StageResult, silent
 from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import (IGNORE, build_trainer, encode, evaluate, load_model, prepare_splits, save_curves,
                                    train_summary)
@@ -51,7 +51,7 @@ from edgeft.writable import write_json
 from edgeft.compress.distill.config import DEFAULT_LAYERS, DistillConfig
 from edgeft.compress.distill.loss import distillation_loss, hidden_mse
 from edgeft.compress.distill.student import (QA, Student, cut_layers, evenly_spaced, find_layers, layer_pairs,
-                                             make_student, task_of, teacher_info, teacher_windows)
+                                             make_student, task_of, teacher_info, teacher_max_length, teacher_windows)
 from edgeft.compress.distill.transfer import (NO_LABEL, TransferSet, UNLABELED, attach_teacher_logits, augment,
                                               encode_transfer, read_texts, run_model, transfer_set, unlabeled_examples,
                                               write_splits)
@@ -69,17 +69,16 @@ __all__ = [  # what other code imports from edgeft.compress.distill
 ]
 
 
-def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg: DistillConfig = DistillConfig(),
-            validation: str | Path | None = None, test: str | Path | None = None,
-            progress: Callable[[str], None] = lambda msg: None) -> dict:
-    """Run the distillation stage and return the contents of ``metrics.json``.
+def distill(teacher_dir: str | Path, out_dir: str | Path, splits: Splits, cfg: DistillConfig = DistillConfig(),
+            progress: Progress = silent) -> StageResult:
+    """Run the distillation stage; returns the student folder and the contents of ``metrics.json``.
 
     Args:
         teacher_dir: a fine-tuned classifier folder (what ``edgeft train`` writes).
-        data: training file (or the only file: then a seeded stratified split is made and saved).
         out_dir: folder for the student (a normal HF folder), ``metrics.json``, splits, curves, checkpoints.
+        splits: the training file, and optional validation/test files (missing ones are carved out
+            of the training file, as for ``edgeft train``).
         cfg: all settings (see DistillConfig).
-        validation, test: optional separate files; missing splits are carved out of ``data``.
         progress: called with one line per step that takes a while.
     Raises:
         ConfigError / DataError / ModelError for bad input, before any training.
@@ -97,16 +96,17 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
     transformers.utils.logging.disable_progress_bar()
 
     teacher_path, task, labels = teacher_info(str(teacher_dir), cfg.train.trust_remote_code)
-    found = detect_task(data) if Path(data).is_file() else task
+    data = splits.train
+    found = detect_task(data) if data is not None and Path(data).is_file() else task
     if found != task:
         raise DataError(f"{data} holds {found} data but the teacher {teacher_dir} is a {task} model.")
-    tcfg = replace(cfg.train, task=task)
+    tcfg = replace(cfg.train, task=task, max_length=cfg.train.max_length or teacher_max_length(Path(teacher_path), task))
     if task == QA:
         if cfg.unlabeled or cfg.augment:
             raise ConfigError("--unlabeled and --augment are not available for question answering: the transfer set "
                               "is the training questions (an answer needs its span in the context).")
         tcfg = teacher_windows(tcfg, Path(teacher_path))
-    train_ds, val_ds, test_ds = prepare_splits(data, validation, test, tcfg)
+    train_ds, val_ds, test_ds = prepare_splits(splits, tcfg)
     for ds in (train_ds, val_ds, test_ds):
         check_labels(ds, labels, f"the teacher's labels ({teacher_dir})")
 
@@ -125,7 +125,7 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
 
     # The transfer set and the teacher's logits on it, once.
     label2id = {label: i for i, label in enumerate(labels)}
-    transfer = transfer_set(train_ds, cfg, getattr(s_tok, "mask_token", None))
+    transfer = transfer_set(train_ds, cfg, getattr(s_tok, "mask_token", None), splits)
     rows = encode_transfer(transfer.examples, task, s_tok, label2id, max_length, qa)
     t_rows = rows if s_tok is t_tok else encode_transfer(transfer.examples, task, t_tok, label2id, max_length, qa)
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")
@@ -193,7 +193,7 @@ def distill(teacher_dir: str | Path, data: str | Path, out_dir: str | Path, cfg:
         write_json(out / "distill_config.json", cfg.to_dict())
         save_curves(log, out, metric_name)
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
-    return metrics
+    return StageResult(out, metrics)
 
 
 def _eval_batch(cfg: TrainConfig) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from edgeft.errors import ConfigError, ModelError
+from edgeft.runtime.tasks import default_max_length
 from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import load_model
 from edgeft.train.model_source import resolve_model
@@ -120,6 +121,16 @@ def task_of(config) -> str | None:
             if arch.endswith(suffix):
                 return task
     return None
+
+
+def teacher_max_length(teacher_dir: Path, task: str) -> int:
+    """The task's default length, or for a question-answering teacher the windows it was trained with."""
+    if task == QA:
+        try:
+            return int(json.loads((teacher_dir / "metrics.json").read_text(encoding="utf-8"))["max_length"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return default_max_length(task)
 
 
 def teacher_windows(tcfg: TrainConfig, teacher_dir: Path) -> TrainConfig:

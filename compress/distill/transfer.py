@@ -15,6 +15,7 @@ from typing import Sequence
 
 from edgeft.data import Dataset, TextExample, TokenExample, write_jsonl
 from edgeft.errors import DataError
+from edgeft.stage import Splits
 from edgeft.train.finetune import IGNORE, encode
 from edgeft.squad import QAExample, to_row
 from edgeft.writable import atomic_file
@@ -136,10 +137,10 @@ def augment(examples: Sequence, n: int, prob: float, mask_token: str | None, see
     return out
 
 
-def transfer_set(train: Dataset, cfg: DistillConfig, mask_token: str | None) -> TransferSet:
+def transfer_set(train: Dataset, cfg: DistillConfig, mask_token: str | None, splits: Splits) -> TransferSet:
     """Training rows + unlabeled rows (``cfg.unlabeled``) + ``cfg.augment`` variants per training row."""
     t = cfg.train
-    extra = unlabeled_examples(cfg.unlabeled, train.task, t.text_column, t.tokens_column) if cfg.unlabeled else []
+    extra = unlabeled_examples(cfg.unlabeled, train.task, splits.text_column, splits.tokens_column) if cfg.unlabeled else []
     variants = augment(train.examples, cfg.augment, cfg.augment_prob, mask_token, t.seed) if cfg.augment else []
     return TransferSet([*train.examples, *extra, *variants], len(train), len(extra), len(variants))
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from edgeft.cli import TEXT_COLUMN, LABEL_COLUMN, TOKENS_COLUMN, TAGS_COLUMN, ZIP, QUIET, app
+from edgeft.cli import QUIET, app
+from edgeft.cli.options import config_options
+from edgeft.compress.export import ExportConfig
+from edgeft.compress.quantize import QuantizeConfig
+from edgeft.stage import Splits
 from edgeft.errors import require
 
 DATA_HELP = ".csv/.tsv/.jsonl (text + label), .jsonl/.conll (tokens + BIO tags) or SQuAD .jsonl/.json (QA)."
@@ -44,34 +49,26 @@ def _size(path: Path) -> str:
         "  edgeft export runs/sst2 --out runs/sst2-fp32 --android android_demo/app/src/main/assets/bundle"
     ),
 )
+@config_options(cfg=ExportConfig, splits=Splits)
 def export_command(
     model_dir: Path = typer.Argument(..., help="Fine-tuned HF model folder (what `edgeft train` wrote)."),
     out: Path = typer.Option(..., "--out", help="Bundle to write (folder, or .zip with --zip)."),
-    opset: int = typer.Option(18, help="ONNX opset (18 runs on ONNX Runtime >= 1.14, Mobile and Web)."),
-    max_length: Optional[int] = typer.Option(None, help="Tokens per input (default: min(128, the model's limit))."),
     data: Optional[Path] = typer.Option(None, "--data",
                                         help=f"Real inputs for the parity check and FP32 accuracy: {DATA_HELP}"),
-    atol: float = typer.Option(1e-4, help="Max |Δlogit| between PyTorch and ONNX over non-pad positions."),
-    text_column: str = TEXT_COLUMN,
-    label_column: str = LABEL_COLUMN,
-    tokens_column: str = TOKENS_COLUMN,
-    tags_column: str = TAGS_COLUMN,
-    zipped: bool = ZIP,
     quiet: bool = QUIET,
     android: Optional[Path] = typer.Option(None, "--android", help="Also write the Android demo's assets here: "
                                            "a string-in model with the tokenizer in the graph, model.ort, labels."),
+    cfg: ExportConfig = None,
+    splits: Splits = None,
 ):
     """Export a fine-tuned model to ONNX (dynamic batch and length) and check parity with PyTorch."""
     require("torch", "export")
     require("onnx", "export")
     if android:
         require("onnxruntime_extensions", "export --android")
-    from edgeft.compress.export import ExportConfig, export
+    from edgeft.compress.export import export
 
-    cfg = ExportConfig(opset=opset, max_length=max_length, atol=atol, data=str(data) if data else None,
-                       text_column=text_column, label_column=label_column, tokens_column=tokens_column,
-                       tags_column=tags_column, zipped=zipped)
-    result = export(model_dir, out, cfg, progress=_progress(quiet))
+    result = export(model_dir, out, replace(splits, validation=data), cfg, progress=_progress(quiet))
     m, p = result.manifest, result.parity
     heads = (f"windows with stride {m.qa['doc_stride']}, answers up to {m.qa['max_answer_tokens']} tokens" if m.qa
              else f"{len(m.labels)} labels")
@@ -107,37 +104,23 @@ def export_command(
         "--out runs/ner-android.zip --zip"
     ),
 )
+@config_options(cfg=QuantizeConfig, splits=Splits)
 def quantize_command(
     source: Path = typer.Argument(..., help="Fine-tuned HF model folder, or an FP32 bundle from `edgeft export`."),
     out: Path = typer.Option(..., "--out", help="Bundle to write (folder, or .zip with --zip)."),
     data: Path = typer.Option(..., "--data", help=f"Validation file every candidate is scored on: {DATA_HELP}"),
-    target: Optional[str] = typer.Option(None, "--target", help="Preset (see `edgeft targets`); default: this machine."),
-    mode: str = typer.Option("auto", help="auto: search candidates | dynamic | static (the target's preset only)."),
-    max_accuracy_drop: float = typer.Option(0.005, help="Allowed drop vs FP32, as a fraction (0.005 = 0.5 pt)."),
     calibration_data: Optional[Path] = typer.Option(None, help="Rows for static calibration (default: --data)."),
-    calibration_rows: int = typer.Option(128, help="Calibration rows (seeded sample)."),
-    max_eval_rows: int = typer.Option(2000, help="Validation rows used at most (seeded sample), to bound the time."),
-    opset: Optional[int] = typer.Option(None, help="ONNX opset when exporting a model folder (default: the target's)."),
-    max_length: Optional[int] = typer.Option(None, help="Tokens per input when exporting a model folder."),
-    text_column: str = TEXT_COLUMN,
-    label_column: str = LABEL_COLUMN,
-    tokens_column: str = TOKENS_COLUMN,
-    tags_column: str = TAGS_COLUMN,
-    zipped: bool = ZIP,
     quiet: bool = QUIET,
+    cfg: QuantizeConfig = None,
+    splits: Splits = None,
 ):
     """Quantize to INT8 for a target: keep the fastest candidate within the accuracy budget."""
     require("onnx", "quantize")
-    from edgeft.compress.quantize import QuantizeConfig, format_table, quantize
+    from edgeft.compress.quantize import format_table, quantize
 
-    cfg = QuantizeConfig(data=str(data), target=target, mode=mode, max_accuracy_drop=max_accuracy_drop,
-                         calibration_data=str(calibration_data) if calibration_data else None,
-                         calibration_rows=calibration_rows, max_eval_rows=max_eval_rows, opset=opset,
-                         max_length=max_length, text_column=text_column, label_column=label_column,
-                         tokens_column=tokens_column, tags_column=tags_column, zipped=zipped)
     if (source / "config.json").is_file():
         require("torch", "quantize")  # a model folder is exported first
-    r = quantize(source, out, cfg, progress=_progress(quiet))
+    r = quantize(source, out, replace(splits, train=calibration_data, validation=data), cfg, progress=_progress(quiet))
     c, name = r.chosen, r.fp32.metrics["metric"]
     typer.echo(format_table(r))
     typer.echo("")

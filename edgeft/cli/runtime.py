@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from edgeft.cli import TEXT_COLUMN, LABEL_COLUMN, app
+from edgeft.cli import app
 from edgeft.errors import ConfigError, DataError
 from edgeft.writable import atomic_write_text, write_json
 
@@ -149,8 +149,8 @@ def eval_command(
                                                   ".jsonl/.conll (tokens + BIO tags) for NER bundles, or SQuAD "
                                                   ".jsonl/.json for QA bundles."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here as JSON."),
-    text_column: str = TEXT_COLUMN,
-    label_column: str = LABEL_COLUMN,
+    text_column: str = typer.Option("text", help="Column holding the text."),
+    label_column: str = typer.Option("label", help="Column holding the label (string or integer)."),
     batch_size: int = typer.Option(32, help=BATCH_HELP),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count bad rows instead of stopping."),
