@@ -27,9 +27,9 @@ from typing import Callable
 from edgeft import __version__
 from edgeft.errors import ConfigError
 from edgeft.recipe import Recipe
+from edgeft.stage import Progress, Splits
+from edgeft.writable import atomic_file, atomic_folder, atomic_write_text
 
-Progress = Callable[[str], None]
-SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
 @dataclass
@@ -66,17 +66,17 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: 
     from edgeft.data import detect_task
 
     data = check_inputs(r, out, force)  # everything a user can get wrong fails here, before any training
-    qa = (r.task or detect_task(data["data"])) == "question-answering"
-    if r.max_length is None:  # 128 tokens, or the SQuAD scripts' 384-token windows for question answering
-        r = replace(r, max_length=384 if qa else 128)
+    task = r.task or detect_task(data.train)
+    qa = task == "question-answering"
+    cfg = r.stage_configs(r.train.length(task))  # one max_length, seed, target and budget for every stage
     if qa and r.trim_vocab == "on":
         raise ConfigError("trim_vocab = on: vocabulary trimming does not handle question answering yet; use off.")
-    plan = stages_plan(r, qa)
+    plan = stages_plan(r, cfg, qa)
     if dry_run:
-        return {"recipe": asdict(r), "data": {k: str(v) if v else None for k, v in data.items()}, "plan": plan}
+        return {"recipe": asdict(r), "data": {k: str(v) if v else None for k, v in data.files().items()}, "plan": plan}
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(out / "recipe.toml", recipe.to_toml(f"edgeft {__version__} build recipe — rerun with:\n"
-                                                    f"  edgeft build --recipe {out / 'recipe.toml'} --out {out}"))
+    atomic_write_text(out / "recipe.toml", recipe.to_toml(f"edgeft {__version__} build recipe — rerun with:\n"
+                                                          f"  edgeft build --recipe {out / 'recipe.toml'} --out {out}"))
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -87,27 +87,28 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: 
         return result
 
     # 1. fine-tune (the reference: everything is compared with this model's FP32 ONNX export)
-    teacher = timed("train", lambda: stage_train(r, data, out, progress))
-    splits = {name: teacher / "data" / f"{name}.jsonl" for name in ("train", "validation", "test")}
+    teacher = timed("train", lambda: stage_train(r.model, out, data, cfg["train"], progress))
+    splits = data.saved(teacher / "data")  # the split the teacher was trained and scored on, for every stage
     # 2. distill a smaller student, 3. trim the vocabulary of the smallest model (both optional)
     smaller = []  # (variant name, description, HF folder): models that go to the device as INT8 only
     layers = distill_layers(r, teacher_layers(teacher))
     if layers:
-        student = timed("distill", lambda: stage_distill(r, teacher, splits, layers, out, progress))
+        student = timed("distill", lambda: stage_distill(teacher, out, splits, replace(cfg["distill"], layers=layers),
+                                                         progress))
         smaller.append((f"student{layers}-int8", f"{layers}-layer student distilled from the fine-tuned model", student))
     if not qa and (r.trim_vocab == "on" or (r.trim_vocab == "auto" and vocab_size(teacher) > 10_000)):
         name, what, base = smaller.pop() if smaller else ("int8", "fine-tuned model", teacher)
-        trimmed = timed("trim", lambda: stage_trim(r, base, splits, out, progress))
+        trimmed = timed("trim", lambda: stage_trim(base, out, splits, cfg["trim"], progress))
         smaller.append((name.replace("int8", "trim-int8"), f"{what}, vocabulary trimmed", trimmed))
     # 4. export + parity, 5. quantize for the target
-    variants = [Variant("fp32", timed("export", lambda: stage_export(r, teacher, splits, out, progress)),
+    variants = [Variant("fp32", timed("export", lambda: stage_export(teacher, out, splits, cfg["export"], progress)),
                         "fine-tuned model, ONNX FP32")]
     for name, what, model in [("int8", "fine-tuned model", teacher), *smaller]:
-        bundle = timed(f"quantize {name}", lambda: stage_quantize(r, model, splits, out, progress))
+        bundle = timed(f"quantize {name}", lambda: stage_quantize(model, out, splits, cfg["quantize"], progress))
         variants.append(Variant(name, bundle, f"{what}, INT8 for {r.target}"))
     # 6. evaluate every variant on the test split through the runtime, 7. benchmark them together
-    timed("evaluate", lambda: evaluate_variants(variants, splits["test"], r, progress))
-    timed("benchmark", lambda: benchmark_variants(variants, splits["test"], r, progress))
+    timed("evaluate", lambda: evaluate_variants(variants, splits.test, r, progress))
+    timed("benchmark", lambda: benchmark_variants(variants, splits.test, r, cfg["train"].max_length, progress))
     # 8. choose and write DIR/bundle
     chosen, why = choose(variants, r)
     final = write_final(chosen, out, r.zip)
@@ -116,15 +117,16 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: 
     if r.target == "android-arm64" and not qa:  # the Android demo's assets: string-in model, ORT model, labels
         from edgeft.compress.android_assets import build_assets
 
-        report["android"] = build_assets(final, out / "android", splits["test"], progress)
+        report["android"] = build_assets(final, out / "android", splits.test, progress)
     write_report(report, out)
     progress(f"chose {chosen.name}: {why}")
     return report
 
 
-def check_inputs(r: Recipe, out: Path, force: bool = False) -> dict:
+def check_inputs(r: Recipe, out: Path, force: bool = False) -> Splits:
     """Validate data, model, target and output before any work; returns the data files to use."""
     from edgeft.data import read_dataset, split_dataset
+    from edgeft.recipe import data_files
     from edgeft.train.model_source import resolve_model
     from edgeft.writable import check_writable
 
@@ -134,31 +136,31 @@ def check_inputs(r: Recipe, out: Path, force: bool = False) -> dict:
     if out.is_dir() and any(out.iterdir()) and not (out / "recipe.toml").exists() and not force:
         raise ConfigError(f"--out {out} is not empty and not an edgeft build folder; choose a new folder, "
                           "or pass --force to build into it (its other files are left alone).")
-    if r.data or r.train:
-        data = {"data": r.data or r.train, "validation": r.validation, "test": r.test}
-    else:
-        data = {"data": SAMPLES / "sst2_train.jsonl", "validation": None, "test": SAMPLES / "sst2_test.jsonl"}
-    read = dict(task=r.task, text_column=r.text_column, label_column=r.label_column)
-    train = read_dataset(data["data"], **read)
+    data = data_files(r)
+    train = read_dataset(data.train, task=r.task, **data.columns())
+    if train.task == "text-generation":
+        raise ConfigError(f"{data.train}: text-generation data; edgeft build makes encoder bundles for now: run "
+                          "`edgeft train --task text-generation`, then `edgeft export-lm` (README: Generative models)")
     for name in ("validation", "test"):
-        if data[name]:
-            read_dataset(data[name], **{**read, "task": train.task})
-    if not (data["validation"] and data["test"]):  # the split will work: every class is large enough
-        split_dataset(train, 0 if data["validation"] else 0.1, 0 if data["test"] else 0.1, seed=r.seed)
-    resolve_model(r.model)
+        if getattr(data, name):
+            read_dataset(getattr(data, name), task=train.task, **data.columns())
+    if not (data.validation and data.test):  # the split will work: every class is large enough
+        split_dataset(train, 0 if data.validation else 0.1, 0 if data.test else 0.1, seed=r.train.seed)
+    resolve_model(r.model, train.task)
     return data
 
 
-def stages_plan(r: Recipe, qa: bool = False) -> list[str]:
-    plan = [f"fine-tune {r.model or 'the embedded all-MiniLM-L6-v2'} ({r.epochs:g} epochs"
-            + (f", {r.max_train_samples} samples" if r.max_train_samples else "") + ")"]
-    if r.distill != "off":
-        plan.append(f"distill a student with {r.distill if r.distill != 'auto' else 'half the'} layers")
+def stages_plan(r: Recipe, cfg: dict, qa: bool = False) -> list[str]:
+    t = cfg["train"]
+    plan = [f"fine-tune {r.model or 'the embedded all-MiniLM-L6-v2'} ({t.epochs:g} epochs"
+            + (f", {t.max_train_samples} samples" if t.max_train_samples else "") + f", {t.max_length} tokens)"]
+    if r.distill_layers != "off":
+        plan.append(f"distill a student with {r.distill_layers if r.distill_layers != 'auto' else 'half the'} layers")
     if r.trim_vocab != "off" and not qa:
         plan.append("trim the vocabulary to the training data" + (" (when it has over 10,000 tokens)"
                                                                   if r.trim_vocab == "auto" else ""))
     plan += ["export to ONNX FP32 and check parity with PyTorch",
-             f"quantize to INT8 for {r.target} (mode {r.quantize_mode}) on the validation split",
+             f"quantize to INT8 for {r.target} (mode {r.quantize.mode}) on the validation split",
              "evaluate every variant on the test split through the runtime",
              f"benchmark every variant ({r.bench_runs} batch-1 calls, 1 thread, real test sentences)",
              f"keep the {'fastest' if r.optimize == 'latency' else 'smallest'} variant within "
@@ -204,25 +206,16 @@ def run_stage(out: Path, name: str, key: str, work: Callable[[Path], None], prog
     return done
 
 
-def _train_config(r: Recipe, **extra):
-    from edgeft.train.config import TrainConfig
-
-    settings = dict(task=r.task, model=r.model, text_column=r.text_column, label_column=r.label_column,
-                    epochs=r.epochs, lr=r.lr, batch_size=r.batch_size, max_length=r.max_length,
-                    max_train_samples=r.max_train_samples, seed=r.seed)
-    return TrainConfig(**{**settings, **extra})
+def _resumable(tmp: Path) -> bool:
+    """A stage folder holding a Trainer checkpoint: the stage continues from it."""
+    return (tmp / "checkpoints").is_dir() and any((tmp / "checkpoints").glob("checkpoint-*"))
 
 
-def stage_train(r: Recipe, data: dict, out: Path, progress: Progress) -> Path:
+def stage_train(model: str | None, out: Path, splits: Splits, cfg, progress: Progress) -> Path:
     from edgeft.train.finetune import finetune
 
-    cfg = _train_config(r)
-    key = key_of("train", {k: file_key(v) for k, v in data.items()}, cfg.to_dict())
-
-    def work(tmp: Path):
-        resume = (tmp / "checkpoints").is_dir() and any((tmp / "checkpoints").glob("checkpoint-*"))
-        finetune(data["data"], tmp, replace(cfg, resume=resume, force=True), data["validation"], data["test"])
-
+    key = key_of("train", model, {k: file_key(v) for k, v in splits.files().items()}, splits.columns(), cfg.to_dict())
+    work = lambda tmp: finetune(model, tmp, splits, replace(cfg, resume=_resumable(tmp), force=True), progress)  # noqa: E731
     return run_stage(out, "train", key, work, progress, resumable=True)
 
 
@@ -237,40 +230,37 @@ def vocab_size(model_dir: Path) -> int:
 
 def distill_layers(r: Recipe, layers: int) -> int | None:
     """auto: half the teacher's layers, if the teacher has at least 4; N: N; off: no student."""
-    if r.distill == "off":
+    d = r.distill_layers
+    if d == "off":
         return None
-    n = layers // 2 if r.distill == "auto" else int(r.distill)
-    if r.distill == "auto" and layers < 4:
+    n = layers // 2 if d == "auto" else int(d)
+    if d == "auto" and layers < 4:
         return None
     if not 1 <= n < layers:
-        raise ConfigError(f"distill = {r.distill}: the student needs between 1 and {layers - 1} layers "
+        raise ConfigError(f"distill = {d}: the student needs between 1 and {layers - 1} layers "
                           f"(the teacher has {layers}).")
     return n
 
 
-def stage_distill(r: Recipe, teacher: Path, splits: dict, layers: int, out: Path, progress: Progress) -> Path:
-    from edgeft.compress.distill import DistillConfig, distill
+def stage_distill(teacher: Path, out: Path, splits: Splits, cfg, progress: Progress) -> Path:
+    from edgeft.compress.distill import distill
 
-    cfg = DistillConfig(train=_train_config(r, model=None), layers=layers)
-    key = key_of("distill", teacher.name, layers, asdict(cfg))
+    key = key_of("distill", teacher.name, asdict(cfg))
 
     def work(tmp: Path):
-        resume = (tmp / "checkpoints").is_dir() and any((tmp / "checkpoints").glob("checkpoint-*"))
-        dcfg = replace(cfg, train=replace(cfg.train, resume=resume, force=True))
-        distill(teacher, splits["train"], tmp, dcfg, splits["validation"], splits["test"], progress)
+        distill(teacher, tmp, splits, replace(cfg, train=replace(cfg.train, resume=_resumable(tmp), force=True)),
+                progress)
 
     return run_stage(out, "distill", key, work, progress, resumable=True)
 
 
-def stage_trim(r: Recipe, model_dir: Path, splits: dict, out: Path, progress: Progress) -> Path:
-    from edgeft.compress.trim_vocab import TrimConfig, trim_vocab
+def stage_trim(model_dir: Path, out: Path, splits: Splits, cfg, progress: Progress) -> Path:
+    from edgeft.compress.trim_vocab import trim_vocab
 
-    cfg = TrimConfig(validation=str(splits["validation"]), text_column=r.text_column, label_column=r.label_column,
-                     max_length=r.max_length, force=True)
     key = key_of("trim", model_dir.name, asdict(cfg))
 
     def work(tmp: Path):
-        trim_vocab(model_dir, splits["train"], tmp / "model", cfg, progress)
+        trim_vocab(model_dir, tmp / "model", splits, cfg, progress)
         for item in (tmp / "model").iterdir():  # the stage folder is the model folder
             item.replace(tmp / item.name)
         (tmp / "model").rmdir()
@@ -278,25 +268,20 @@ def stage_trim(r: Recipe, model_dir: Path, splits: dict, out: Path, progress: Pr
     return run_stage(out, "trim", key, work, progress)
 
 
-def stage_export(r: Recipe, model_dir: Path, splits: dict, out: Path, progress: Progress) -> Path:
-    from edgeft.compress.export import ExportConfig, export
+def stage_export(model_dir: Path, out: Path, splits: Splits, cfg, progress: Progress) -> Path:
+    from edgeft.compress.export import export
 
-    cfg = ExportConfig(max_length=r.max_length, data=str(splits["validation"]), text_column=r.text_column,
-                       label_column=r.label_column)
-    key = key_of("export", model_dir.name, asdict(cfg) | {"data": None})
-    done = run_stage(out, "export", key, lambda tmp: export(model_dir, tmp / "bundle", cfg, progress), progress)
+    key = key_of("export", model_dir.name, asdict(cfg))
+    done = run_stage(out, "export", key, lambda tmp: export(model_dir, tmp / "bundle", splits, cfg, progress), progress)
     return done / "bundle"
 
 
-def stage_quantize(r: Recipe, model_dir: Path, splits: dict, out: Path, progress: Progress) -> Path:
-    from edgeft.compress.quantize import QuantizeConfig, quantize
+def stage_quantize(model_dir: Path, out: Path, splits: Splits, cfg, progress: Progress) -> Path:
+    from edgeft.compress.quantize import quantize
 
-    cfg = QuantizeConfig(data=str(splits["validation"]), target=r.target, mode=r.quantize_mode,
-                         max_accuracy_drop=r.max_accuracy_drop, max_length=r.max_length, text_column=r.text_column,
-                         label_column=r.label_column, seed=r.seed)
-    key = key_of("quantize", model_dir.name, asdict(cfg) | {"data": None})
-    done = run_stage(out, f"quantize-{r.target}", key, lambda tmp: quantize(model_dir, tmp / "bundle", cfg, progress),
-                     progress)
+    key = key_of("quantize", model_dir.name, asdict(cfg))
+    done = run_stage(out, f"quantize-{cfg.target}", key,
+                     lambda tmp: quantize(model_dir, tmp / "bundle", splits, cfg, progress), progress)
     return done / "bundle"
 
 
@@ -326,13 +311,13 @@ def evaluate_variants(variants: list[Variant], test: Path, r: Recipe, progress: 
         v.within_budget = v.drop_pt <= 100 * r.max_accuracy_drop + 1e-9
 
 
-def benchmark_variants(variants: list[Variant], test: Path, r: Recipe, progress: Progress) -> None:
+def benchmark_variants(variants: list[Variant], test: Path, r: Recipe, max_length: int, progress: Progress) -> None:
     """All variants in one interleaved run (child process each), batch 1, 1 thread, real sentences."""
     from edgeft.runtime.bench import model_specs, run_bench
 
     specs = model_specs([v.bundle for v in variants], None)
     report = run_bench(specs, threads=[1], batches=[1], seq_lens=["real"], runs=r.bench_runs,
-                       warmup=min(30, r.bench_runs), data=test, max_length=r.max_length,
+                       warmup=min(30, r.bench_runs), data=test, max_length=max_length,
                        progress=lambda m: progress(f"[benchmark] {m}"))
     for v, spec, model in zip(variants, specs, report["models"]):
         row = next(x for x in report["rows"] if x["model"] == spec.name)
@@ -359,24 +344,17 @@ def choose(variants: list[Variant], r: Recipe) -> tuple[Variant, str]:
 
 def write_final(chosen: Variant, out: Path, zipped: bool) -> Path:
     """Copy the chosen bundle to DIR/bundle (or DIR/bundle.zip) via a temp name and a rename."""
-    dest = out / ("bundle.zip" if zipped else "bundle")
-    tmp = out / (".bundle.zip.tmp" if zipped else ".bundle.tmp")
-    shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
     if zipped:
         import zipfile
 
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        with atomic_file(out / "bundle.zip") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
             for f in sorted(chosen.bundle.iterdir()):
                 z.write(f, f.name)
-    else:
-        shutil.copytree(chosen.bundle, tmp)
-    old = out / ".bundle.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
-    return dest
+        return out / "bundle.zip"
+    with atomic_folder(out / "bundle") as tmp:
+        for f in sorted(chosen.bundle.iterdir()):
+            shutil.copy2(f, tmp / f.name)
+    return out / "bundle"
 
 
 def mobile_check(bundle: Path, r: Recipe) -> dict:
@@ -418,8 +396,8 @@ def make_report(r: Recipe, variants: list[Variant], chosen: Variant, why: str, f
 
 
 def write_report(report: dict, out: Path) -> None:
-    _write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
-    _write_text(out / "report.md", report_markdown(report))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(out / "report.md", report_markdown(report))
     plot(report, out / "report.png")
 
 
@@ -477,14 +455,6 @@ def plot(report: dict, path: Path) -> None:
     ax.set_title("edgeft build: accuracy vs latency (marker size = bundle size)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-

@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from edgeft.cli import app
-
+from edgeft.cli.options import config_options
+from edgeft.recipe import Recipe
 
 
 def recipes_dir() -> Path:
@@ -29,40 +30,41 @@ def recipes_dir() -> Path:
         "  edgeft build --target arm64 --fast --dry-run       # check inputs and print the plan"
     ),
 )
+@config_options(given_only=True, top=Recipe)
 def build_command(
-    target: Optional[str] = typer.Option(None, help="Device preset: arm64, rpi4, rpi5, android-arm64, x86_64 (edgeft targets)."),
     out: Optional[Path] = typer.Option(None, help="Build folder (default runs/<target>): bundle/, report.md/json/png, recipe.toml, stages/."),
     data: Optional[str] = typer.Option(None, help="One labeled file, split 80/10/10 (default: the shipped SST-2 sample)."),
     train: Optional[str] = typer.Option(None, "--train", help="Training file (use with --validation/--test instead of --data)."),
     validation: Optional[str] = typer.Option(None, help="Validation file (quantization search, early stopping)."),
     test: Optional[str] = typer.Option(None, help="Test file (every variant is scored on it)."),
-    model: Optional[str] = typer.Option(None, help="HF folder or hub id (default: the embedded all-MiniLM-L6-v2)."),
-    task: Optional[str] = typer.Option(None, help="text-classification | token-classification | question-answering "
-                                                  "(default: from the data)."),
     recipe: Optional[Path] = typer.Option(None, help="A recipe TOML (edgeft recipes list); flags override its values."),
-    max_accuracy_drop: Optional[float] = typer.Option(None, help="Accepted drop vs FP32 as a fraction (default 0.01 = 1 pt)."),
-    optimize: Optional[str] = typer.Option(None, help="latency (fastest within budget, default) | size (smallest)."),
-    distill: Optional[str] = typer.Option(None, help="auto (half the layers, default) | off | N layers."),
-    trim_vocab: Optional[str] = typer.Option(None, help="auto (default: when the vocabulary has over 10k tokens) | on | off."),
-    epochs: Optional[float] = typer.Option(None, help="Fine-tuning epochs (default 3)."),
-    max_train_samples: Optional[int] = typer.Option(None, help="Use only N training examples."),
-    fast: Optional[bool] = typer.Option(None, "--fast", help="Smoke run (a few minutes): 800 samples, 1 epoch, no distillation, dynamic INT8."),
-    zip_: Optional[bool] = typer.Option(None, "--zip", help="Write DIR/bundle.zip instead of DIR/bundle/."),
+    epochs: Optional[float] = typer.Option(None, help="Fine-tuning epochs (default 3; the same as --set train.epochs=N)."),
+    max_train_samples: Optional[int] = typer.Option(None, help="Use only N training examples (--set train.max_train_samples=N)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", metavar="SECTION.KEY=VALUE",
+                                             help="Any recipe setting, e.g. --set train.max_grad_norm=0 --set "
+                                                  "quantize.calibration_rows=256 (repeatable; sections: data, train, "
+                                                  "distill, trim, export, quantize)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate data, model, target and recipe; print the plan; run nothing."),
     force: bool = typer.Option(False, "--force", help="Build into a non-empty folder that is not a build folder."),
+    given: dict = None,
 ):
     """Labeled text → fine-tuned, compressed, verified device bundle, with a report of every variant."""
+    from edgeft.cli import fail
     from edgeft.recipe import load_recipe
 
-    r = load_recipe(recipe, target=target, data=data, train=train, validation=validation, test=test, model=model,
-                    task=task, max_accuracy_drop=max_accuracy_drop, optimize=optimize, distill=distill,
-                    trim_vocab=trim_vocab, epochs=epochs, max_train_samples=max_train_samples, fast=fast, zip=zip_)
+    if data and (train or validation or test):
+        fail("give either --data (one file, split for you) or --train/--validation/--test, not both")
+    flags = {**given["top"], "data": {"train": data or train, "validation": validation, "test": test},
+             "train": {"epochs": epochs, "max_train_samples": max_train_samples}}
+    given = {k: ({n: x for n, x in v.items() if x is not None} if isinstance(v, dict) else v)
+             for k, v in flags.items() if v is not None}
+    r = load_recipe(recipe, {k: v for k, v in given.items() if v != {}}, sets=set_ or [])
     out = out or Path("runs") / r.target
     from edgeft.build import build
 
     report = build(r, out, dry_run=dry_run, progress=lambda m: typer.echo(m, err=True), force=force)
     if dry_run:
-        typer.echo(f"recipe OK; data: {report['data']['data']}; the build would:")
+        typer.echo(f"recipe OK; data: {report['data']['train']}; the build would:")
         for i, step in enumerate(report["plan"], 1):
             typer.echo(f"  {i}. {step}")
         return
