@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from edgeft.compress.evaluate import encode, feeds, load_tokenizer
     from edgeft.compress.quantize import RECIPES, QuantizeConfig, sample_rows, build, fused_unsupported, open_source, quantize
+    from edgeft.stage import Splits
     from edgeft.data import read_dataset
     from edgeft.runtime.bench import machine_info
     from edgeft.targets import resolve_target
@@ -122,10 +123,10 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or HERE / "results" / f"compress-{args.model_dir.name}-{args.target}.json"
     with tempfile.TemporaryDirectory(prefix="edgeft-bench-") as tmp:
         work = Path(tmp)
-        cfg = QuantizeConfig(data=str(args.data), target=args.target, max_eval_rows=args.max_rows,
+        cfg = QuantizeConfig(target=args.target, max_eval_rows=args.max_rows,
                              max_accuracy_drop=args.max_accuracy_drop)
         t0 = time.perf_counter()
-        auto = quantize(args.model_dir, work / "auto-bundle", cfg, progress=lambda m: print(m, file=sys.stderr))
+        auto = quantize(args.model_dir, work / "auto-bundle", Splits(validation=args.data), cfg, progress=lambda m: print(m, file=sys.stderr))
         search_seconds = time.perf_counter() - t0
 
         (work / "src").mkdir()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from edgeft.compress.distill import DistillConfig, distill
 from edgeft.compress.trim_vocab import TrimConfig, trim_vocab
+from edgeft.stage import Splits
 from edgeft.train.config import TrainConfig
 from edgeft.versions import versions
 
@@ -76,7 +77,7 @@ def run(args) -> dict:
         cfg = DistillConfig(train=train, layers=k, temperature=args.temperature, alpha=args.alpha,
                             hidden_loss=args.hidden_loss, unlabeled=args.unlabeled, augment=args.augment)
         t0 = time.perf_counter()
-        m = distill(args.teacher, args.data, work / name, cfg, validation=args.validation, test=args.test)
+        m = distill(args.teacher, work / name, Splits(args.data, args.validation, args.test), cfg).metrics
         c = m["comparison"]
         if teacher is None:  # the reference row: the teacher, FP32 PyTorch, on the same split
             teacher = c["teacher"]
@@ -88,9 +89,9 @@ def run(args) -> dict:
                      "size_bytes": c["size_bytes"]["student"], "agreement": c["agreement"]})
 
         print(f"[{name}] trimming the vocabulary to the transfer set", file=sys.stderr)
-        trim = trim_vocab(work / name, work / name / "data" / "transfer.jsonl", work / f"{name}-trim",
-                          TrimConfig(validation=str(args.test or work / name / "data" / "test.jsonl"),
-                                     max_length=args.max_length, force=True))
+        trim = trim_vocab(work / name, work / f"{name}-trim",
+                          Splits(work / name / "data" / "transfer.jsonl", args.test or work / name / "data" / "test.jsonl"),
+                          TrimConfig(max_length=args.max_length, force=True)).metrics
         rows.append({"variant": f"{name} trimmed (FP32, PyTorch)", **base, "parameters": trim["parameters"]["after"],
                      "metric": trim["validation"]["after"], "size_bytes": trim["size_bytes"]["after"],
                      "vocab": trim["vocab"]["after"]})
@@ -102,13 +103,13 @@ def run(args) -> dict:
             test_file = str(args.test or work / name / "data" / "test.jsonl")
             val_file = str(args.validation or work / name / "data" / "validation.jsonl")
             print(f"[{name}] exporting and quantizing the trimmed student", file=sys.stderr)
-            fp32 = export(work / f"{name}-trim", work / f"{name}-fp32", ExportConfig(data=test_file))
+            fp32 = export(work / f"{name}-trim", work / f"{name}-fp32", Splits(validation=test_file))
             metric, size = score_bundle(fp32.bundle, test_file)
             rows.append({"variant": f"{name} trimmed (FP32, ONNX)", **base, "parameters": trim["parameters"]["after"],
                          "metric": metric, "size_bytes": size})
-            qcfg = QuantizeConfig(data=val_file, mode=args.quantize_mode, max_accuracy_drop=args.max_accuracy_drop,
+            qcfg = QuantizeConfig(mode=args.quantize_mode, max_accuracy_drop=args.max_accuracy_drop,
                                   **({"timing_rounds": 1, "timing_calls": 2} if args.quick else {}))
-            q = quantize(work / f"{name}-trim", work / f"{name}-int8", qcfg)  # the folder: fused candidates too
+            q = quantize(work / f"{name}-trim", work / f"{name}-int8", Splits(validation=val_file), qcfg)  # the folder: fused candidates too
             metric, size = score_bundle(q.bundle, test_file)
             rows.append({"variant": f"{name} trimmed (INT8 {q.chosen.name}, ONNX)", **base,
                          "parameters": trim["parameters"]["after"], "metric": metric, "size_bytes": size})
@@ -128,7 +129,7 @@ def time_variants(args, work: Path, runs: list[dict]) -> dict:
     and INT8 bundles, the best anchor (INC dynamic per-channel on Optimum's export of the teacher, made in
     their own venvs by benchmarks/vs_optimum.py's code) and every trimmed INT8 student, each with its own
     tokenizer; accuracy of each on the test split through the same code."""
-    from edgeft.compress.export import ExportConfig, export
+    from edgeft.compress.export import export
     from edgeft.compress.quantize import QuantizeConfig, quantize
     from edgeft.data import read_dataset
     from edgeft.runtime.bundle import load_bundle
@@ -136,10 +137,10 @@ def time_variants(args, work: Path, runs: list[dict]) -> dict:
     bench = vs_optimum.load_bench_compress()
     test_file = args.test or str(work / runs[0]["name"] / "data" / "test.jsonl")
     print("[timing] exporting and quantizing the teacher", file=sys.stderr)
-    t_fp32 = export(args.teacher, work / "teacher-fp32", ExportConfig(data=test_file)).bundle
+    t_fp32 = export(args.teacher, work / "teacher-fp32", Splits(validation=test_file)).bundle
     val_file = args.validation or str(work / runs[0]["name"] / "data" / "validation.jsonl")
     t_int8 = quantize(args.teacher, work / "teacher-int8",  # the students' accuracy budget, for a like-for-like row
-                      QuantizeConfig(data=val_file, max_accuracy_drop=args.max_accuracy_drop)).bundle
+                      Splits(validation=val_file), QuantizeConfig(max_accuracy_drop=args.max_accuracy_drop)).bundle
     bundles = {"teacher FP32": t_fp32, "teacher INT8": t_int8}
     bundles.update({f"{r['name']} trimmed INT8": work / f"{r['name']}-int8" for r in runs})
     variants = {name: b / "model.onnx" for name, b in bundles.items()}

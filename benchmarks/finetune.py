@@ -46,7 +46,9 @@ def load() -> float:
 def run_edgeft(name: str, work: Path, data, cfg: TrainConfig, validation=None, test=None) -> dict:
     """One `edgeft train` run through the library call the CLI makes; returns its metrics + machine load."""
     before = load()
-    metrics = finetune(data, work / name, cfg, validation=validation, test=test)
+    from edgeft.stage import Splits
+
+    metrics = finetune(None, work / name, Splits(data, validation, test), cfg).metrics
     t, m = metrics["train"], metrics["test"]
     return {"name": name, "metric": metrics["metric"], "test": m[metrics["metric"]], "validation":
             metrics["validation"][metrics["metric"]], "examples_per_second": t["examples_per_second"],

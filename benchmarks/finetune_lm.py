@@ -108,7 +108,7 @@ def main() -> None:
     }
     out = HERE / "results" / "finetune_lm.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| model | method | pairs | epochs | examples/s | train s | 1,000 pairs, 1 epoch | test ppl | test EM | test F1 |")
+    print("| model | method | pairs | epochs | examples/s | train s | 1,000 pairs, 1 epoch | test ppl | test EM | test F1 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {metrics['model'].split(' ')[0]} | {t['method']} r={cfg.lora_r} | {t['examples']} | {t['epochs']:.2f} | "
           f"{t['examples_per_second']:.2f} | {t['seconds']:.0f} | {per_epoch_1000:.1f} min "

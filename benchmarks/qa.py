@@ -115,28 +115,29 @@ def run(args) -> dict:
     from edgeft.compress.quantize import QuantizeConfig, quantize
     from edgeft.train.config import TrainConfig
     from edgeft.train.finetune import finetune
+    from edgeft.stage import Splits
 
     work, files, seconds = args.work, data_files(args), {}
-    train_cfg = TrainConfig(task="question-answering", model=args.model, epochs=args.epochs, lr=args.lr,
+    train_cfg = TrainConfig(task="question-answering", epochs=args.epochs, lr=args.lr,
                             batch_size=args.batch_size, max_length=args.max_length, doc_stride=args.doc_stride,
                             max_train_samples=args.max_train_samples, seed=args.seed, force=True)
     ft, kd = work / "finetuned", work / f"student{args.student_layers}"
     seconds["train"] = step("train", ft / "metrics.json", args.force, lambda: finetune(
-        files["train"], ft, train_cfg, validation=files["validation"], test=files["test"]))
-    kd_cfg = DistillConfig(train=replace(train_cfg, model=None, epochs=args.student_epochs or args.epochs),
+        args.model, ft, Splits(files["train"], files["validation"], files["test"]), train_cfg))
+    kd_cfg = DistillConfig(train=replace(train_cfg, epochs=args.student_epochs or args.epochs),
                            layers=args.student_layers)
     seconds["distill"] = step("distill", kd / "metrics.json", args.force, lambda: distill(
-        ft, files["train"], kd, kd_cfg, validation=files["validation"], test=files["test"]))
+        ft, kd, Splits(files["train"], files["validation"], files["test"]), kd_cfg))
 
     bundles = {"fp32": work / "fp32", "int8": work / "int8", "student-int8": work / f"student{args.student_layers}-int8"}
     seconds["export"] = step("export", bundles["fp32"] / "edgeft.json", args.force, lambda: export(
-        ft, bundles["fp32"], ExportConfig(max_length=args.max_length, data=str(files["validation"]))))
+        ft, bundles["fp32"], Splits(validation=files["validation"]), ExportConfig(max_length=args.max_length)))
     quick = {"timing_rounds": 1, "timing_calls": 3, "max_eval_rows": 64} if args.quick else {}
-    qcfg = QuantizeConfig(data=str(files["validation"]), target=args.target, max_accuracy_drop=args.max_accuracy_drop,
+    qcfg = QuantizeConfig(target=args.target, max_accuracy_drop=args.max_accuracy_drop,
                           max_length=args.max_length, seed=args.seed, **quick)
     for name, source in (("int8", ft), ("student-int8", kd)):
         seconds[f"quantize {name}"] = step(f"quantize {name}", bundles[name] / "edgeft.json", args.force,
-                                           lambda s=source, n=name: quantize(s, bundles[n], qcfg))
+                                           lambda s=source, n=name: quantize(s, bundles[n], Splits(validation=files["validation"]), qcfg))
     scores = score(bundles, files["test"])
     timing = time_bundles(bundles, files["test"], args)
 

@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from edgeft.compress.export import export
     from edgeft.compress.quantize import QuantizeConfig, sample_rows, quantize
+    from edgeft.stage import Splits
     from edgeft.data import read_dataset
     from edgeft.runtime.bench import machine_info
 
@@ -186,8 +187,8 @@ def main(argv: list[str] | None = None) -> dict:
         if "missing" in inc:
             print(f"no INC column: {inc['missing']}", file=sys.stderr)
         t0 = time.perf_counter()
-        auto = quantize(args.model_dir, work / "edgeft_auto",  # the folder, as `edgeft build` does: all candidates
-                        QuantizeConfig(data=str(args.data), target=args.target, max_eval_rows=args.max_rows),
+        auto = quantize(args.model_dir, work / "edgeft_auto", Splits(validation=args.data),  # the folder, as build does
+                        QuantizeConfig(target=args.target, max_eval_rows=args.max_rows),
                         progress=lambda msg: print(msg, file=sys.stderr))
         search_seconds = time.perf_counter() - t0
         ds = read_dataset(args.data, task=m.task)

@@ -50,7 +50,7 @@ def build_tiny_bundle(tmp: str | Path, arch: str = "bert", task: str = "text-cla
         config["model_input_names"] = ["input_ids", "token_type_ids", "attention_mask"]
         (hf_dir / "tokenizer_config.json").write_text(json.dumps(config))
     bundle = tmp / "bundle"
-    export(hf_dir, bundle, ExportConfig(max_length=max_length))  # the real exporter, with its parity check
+    export(hf_dir, bundle, cfg=ExportConfig(max_length=max_length))  # the real exporter, with its parity check
     return bundle, hf_dir
 
 

@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from edgeft.stage import Splits
 from tiny_models import DATA, cue_rows, make_tiny_model
 from typer.testing import CliRunner
 
@@ -93,12 +95,13 @@ def tiny(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("arm64-tiny")
     train = cue_rows(tmp / "train.jsonl", 200, seed=0)
     hf = make_tiny_model(tmp / "init", "bert", "text-classification", ("negative", "positive"))
-    finetune(train, tmp / "ft", TrainConfig(model=str(hf), epochs=6, batch_size=16, lr=3e-3, max_length=32, patience=0,
-                                            precision="fp32"))
+    finetune(hf, tmp / "ft", Splits(train), TrainConfig(epochs=6, batch_size=16, lr=3e-3, max_length=32, patience=0,
+                                                        precision="fp32"))
     fp32 = export(tmp / "ft", tmp / "fp32").bundle
     test = cue_rows(tmp / "test.jsonl", 40, seed=1)
     fast = {"timing_rounds": 1, "timing_calls": 3}
-    bundles = {mode: quantize(fp32, tmp / mode, QuantizeConfig(data=str(test), target="arm64", mode=mode, **fast)).bundle
+    bundles = {mode: quantize(fp32, tmp / mode, Splits(validation=test),
+                              QuantizeConfig(target="arm64", mode=mode, **fast)).bundle
                for mode in ("dynamic", "static")}
     rows = tmp / "rows.jsonl"
     rows.write_text(test.read_text() + "".join(itertools.islice(open(DATA / "sst2_300.jsonl"), 60)))
@@ -127,13 +130,12 @@ def minilm(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("arm64-minilm")
     train = tmp / "train.jsonl"
     train.write_text("".join(itertools.islice(open(ROOT / "edgeft" / "samples" / "sst2_train.jsonl"), 640)))
-    finetune(train, tmp / "ft", TrainConfig(model=str(model), epochs=2, lr=1e-4, batch_size=32, max_length=64,
-                                            patience=0))
+    finetune(model, tmp / "ft", Splits(train), TrainConfig(epochs=2, lr=1e-4, batch_size=32, max_length=64, patience=0))
     fp32 = export(tmp / "ft", tmp / "fp32").bundle
     val = tmp / "val.jsonl"
     val.write_text("".join(itertools.islice(open(DATA / "sst2_300.jsonl"), 64)))
-    return quantize(fp32, tmp / "int8", QuantizeConfig(data=str(val), target="arm64", mode="dynamic", timing_rounds=1,
-                                                       timing_calls=3)).bundle
+    return quantize(fp32, tmp / "int8", Splits(validation=val),
+                    QuantizeConfig(target="arm64", mode="dynamic", timing_rounds=1, timing_calls=3)).bundle
 
 
 def x86_predictions(bundle: Path, rows: Path, out: Path) -> list[dict]:

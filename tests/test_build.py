@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from edgeft.cli import app
 from edgeft.errors import ConfigError
 from edgeft.recipe import Recipe, load_recipe
+from edgeft.train.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -57,11 +58,12 @@ def test_golden_build_writes_a_verified_bundle_and_a_report(golden, data_dir):
     assert f"bundle: {out / 'bundle'}" in result.output
 
 
-def test_recipe_toml_is_written_and_reruns_to_the_same_recipe(golden):
+def test_recipe_toml_is_written_and_reruns_to_the_same_recipe(golden, tmp_path):
     out, _ = golden
     r = load_recipe(out / "recipe.toml")
-    assert r.fast and r.target == "arm64" and r.data.endswith("sst2_300.jsonl")
-    assert load_recipe(None, **{k: getattr(r, k) for k in r.__dataclass_fields__}) == r
+    assert r.fast and r.target == "arm64" and str(r.data.train).endswith("sst2_300.jsonl")
+    (tmp_path / "again.toml").write_text(r.to_toml())
+    assert load_recipe(tmp_path / "again.toml") == r
 
 
 def test_changing_the_target_reruns_only_what_depends_on_it(golden, tiny_models, data_dir):
@@ -136,9 +138,12 @@ def test_dry_run_validates_and_prints_the_plan_without_writing(tiny_models, data
 
 @pytest.mark.parametrize("args, message", [
     (["--target", "pdp11"], "target 'pdp11' is unknown; choose one of: arm64"),
-    (["--max-accuracy-drop", "2"], "max_accuracy_drop is a fraction in [0, 1)"),
+    (["--max-accuracy-drop", "2"], "--max-accuracy-drop must be in [-1, 1] (got 2.0)"),
     (["--distill", "many"], "distill must be auto, off or a number of layers"),
     (["--data", "nope.csv"], "nope.csv: no such file"),
+    (["--set", "train.warmup=2"], "--warmup must be in [0, 1) (got 2)"),
+    (["--set", "train.epoch=2"], "[train] epoch: unknown (did you mean [train] epochs?)"),
+    (["--set", "maxgradnorm"], "write section.key=value"),
 ])
 def test_bad_input_fails_before_any_training(tmp_path, args, message):
     started = time.perf_counter()
@@ -149,24 +154,71 @@ def test_bad_input_fails_before_any_training(tmp_path, args, message):
 
 def test_invalid_recipe_key_names_the_valid_ones(tmp_path):
     (tmp_path / "r.toml").write_text('target = "rpi4"\nepochz = 3\n')
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'epochz'; valid keys: .*epochs"):
+    with pytest.raises(ConfigError, match=r"epochz: unknown key \(did you mean \[train\] epochs\?\)"):
+        load_recipe(tmp_path / "r.toml")
+    (tmp_path / "r.toml").write_text('[quantize]\ntarget = "rpi4"\n')
+    with pytest.raises(ConfigError, match=r"\[quantize\] target: the build sets it from target; remove it here"):
         load_recipe(tmp_path / "r.toml")
 
 
 def test_recipe_round_trip_and_precedence(tmp_path):
-    r = Recipe(target="rpi4", distill="3", max_accuracy_drop=0.005, model="/m", fast=True)
+    r = Recipe(target="rpi4", distill_layers="3", max_accuracy_drop=0.005, model="/m", fast=True,
+               train=TrainConfig(max_grad_norm=0.0, warmup=0.1))
     (tmp_path / "r.toml").write_text(r.to_toml("header"))
     assert load_recipe(tmp_path / "r.toml") == r
-    assert load_recipe(tmp_path / "r.toml", target="rpi5", epochs=None).target == "rpi5"  # CLI > recipe
-    assert load_recipe(None).target == "arm64"  # defaults
+    assert load_recipe(tmp_path / "r.toml", {"target": "rpi5"}).target == "rpi5"  # CLI > recipe
+    assert load_recipe(tmp_path / "r.toml", sets=["train.lr=1e-4"]).train.lr == 1e-4  # --set > recipe
+    assert load_recipe(tmp_path / "r.toml", {"train": {"lr": 2e-4}}, sets=["train.lr=1e-4"]).train.lr == 2e-4
+    assert load_recipe(None) == Recipe()  # defaults
 
 
-def test_shipped_recipes_load(tmp_path):
+def test_a_flat_recipe_of_edgeft_0_1_still_loads(tmp_path):
+    (tmp_path / "old.toml").write_text('target = "rpi5"\nepochs = 8.0\nlr = 1.5e-4\nquantize_mode = "static"\n'
+                                       'data = "d.jsonl"\ndistill = "off"\n')
+    r = load_recipe(tmp_path / "old.toml")
+    assert (r.target, r.train.epochs, r.train.lr, r.quantize.mode) == ("rpi5", 8.0, 1.5e-4, "static")
+    assert (str(r.data.train), r.distill_layers) == ("d.jsonl", "off")
+
+
+def test_shipped_recipes_load_and_hold_only_what_differs_from_the_defaults(tmp_path):
+    """The recipes' header says so; this keeps it true (the bare-build recipe states the defaults)."""
+    import tomllib
+
+    from edgeft.cli.build import recipes_dir
+    from edgeft.recipe import SECTIONS, is_flat
+
     result = runner.invoke(app, ["recipes", "list"])
     assert result.exit_code == 0 and "minilm_sst2_arm64" in result.output
-    from edgeft.cli.build import recipes_dir
-
-    for path in recipes_dir().glob("*.toml"):
-        load_recipe(path)
+    default = Recipe()
+    paths = sorted(recipes_dir().glob("*.toml"))
+    assert len(paths) == 3
+    for path in paths:
+        values = tomllib.loads(path.read_text())
+        r = load_recipe(path)
+        assert not is_flat(values), f"{path.name} is in the flat 0.1 format"
+        if path.stem == "minilm_sst2_arm64":  # "what `edgeft build --target arm64` runs with no other flags"
+            assert r == default
+            continue
+        for key, value in values.items():
+            if key in SECTIONS:
+                for name in value:
+                    assert getattr(r, key).__getattribute__(name) != getattr(getattr(default, key), name), (path, name)
+            else:
+                assert getattr(r, key) != getattr(default, key), (path, key)
     copied = runner.invoke(app, ["recipes", "cp", "minilm_sst2_arm64", str(tmp_path)])
     assert copied.exit_code == 0 and (tmp_path / "minilm_sst2_arm64.toml").is_file()
+
+
+def test_a_recipes_training_section_reaches_the_training_stage(tiny_models, data_dir, tmp_path):
+    (tmp_path / "r.toml").write_text("[train]\nmax_grad_norm = 0\nwarmup = 0.2\npatience = 5\n"
+                                     'precision = "fp32"\nmax_train_samples = 120\n')
+    out = tmp_path / "b"
+    result = runner.invoke(app, build_args(tiny_models(), data_dir / "sst2_300.jsonl", out, "--recipe",
+                                           tmp_path / "r.toml", "--target", "x86_64"))
+    assert result.exit_code == 0, result.output
+    expected = {"max_grad_norm": 0.0, "warmup": 0.2, "patience": 5, "precision": "fp32"}
+    (config,) = out.glob("stages/train-*/train_config.json")
+    recorded = json.loads(config.read_text())
+    assert {k: recorded[k] for k in expected} == expected
+    resolved = load_recipe(out / "recipe.toml").train
+    assert {k: getattr(resolved, k) for k in expected} == expected

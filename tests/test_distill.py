@@ -18,6 +18,7 @@ from edgeft.compress.distill import (IGNORE, UNLABELED, DistillConfig, KDCollato
                                      transfer_set, unlabeled_examples)
 from edgeft.data import TokenExample, read_dataset
 from edgeft.errors import ConfigError, DataError, ModelError
+from edgeft.stage import Splits
 from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import finetune
 
@@ -43,7 +44,7 @@ def cue(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("cue")
     data = cue_rows(root / "cue.jsonl")
     teacher = root / "teacher"
-    m = finetune(data, teacher, TrainConfig(model=str(tiny_models("bert")), epochs=6, **FAST))
+    m = finetune(tiny_models("bert"), teacher, Splits(data), TrainConfig(epochs=6, **FAST)).metrics
     assert m["test"]["accuracy"] == 1.0
     model, tok = AutoModelForSequenceClassification.from_pretrained(teacher), AutoTokenizer.from_pretrained(teacher)
     rows = [dict(tok(json.loads(line)["text"])) for line in data.read_text().splitlines()]
@@ -199,7 +200,7 @@ def test_transfer_set_grows_with_unlabeled_text_and_augmentation(cue, tmp_path):
     train = read_dataset(data)
     (tmp_path / "unl.txt").write_text("a great story\n\nawful plot and acting\nthe film was great\n")
     cfg = DistillConfig(train=TrainConfig(seed=3), unlabeled=str(tmp_path / "unl.txt"), augment=2)
-    ts = transfer_set(train, cfg, "[MASK]")
+    ts = transfer_set(train, cfg, "[MASK]", Splits())
     assert ts.counts() == {"labeled": 160, "unlabeled": 3, "augmented": 320, "total": 483}
     assert ts.examples[:160] == train.examples  # the training rows first, unchanged
     variants = ts.examples[163:]
@@ -209,8 +210,8 @@ def test_transfer_set_grows_with_unlabeled_text_and_augmentation(cue, tmp_path):
             assert v.text != source.text  # every variant changes at least one word …
             kept = v.text.split()
             assert "[MASK]" in kept or len(kept) < len(source.text.split())  # … by masking or dropping
-    assert transfer_set(train, cfg, "[MASK]").examples == ts.examples  # seeded
-    other = transfer_set(train, DistillConfig(train=TrainConfig(seed=4), augment=2), "[MASK]")
+    assert transfer_set(train, cfg, "[MASK]", Splits()).examples == ts.examples  # seeded
+    other = transfer_set(train, DistillConfig(train=TrainConfig(seed=4), augment=2), "[MASK]", Splits())
     assert other.examples[160:] != variants
 
     tok = AutoTokenizer.from_pretrained(teacher)
@@ -305,7 +306,7 @@ def test_a_fresh_student_learns_the_task_from_the_teachers_logits_alone(cue, tin
     teacher_rows = _count_rows(monkeypatch, BertForSequenceClassification)  # the teacher is a BERT, the student not
     cfg = DistillConfig(train=TrainConfig(epochs=4, **FAST), student=str(tiny_models("distilbert")), alpha=0.0,
                         augment=1)
-    m = distill(teacher, data, tmp_path / "kd", cfg, test=teacher / "data" / "test.jsonl")
+    m = distill(teacher, tmp_path / "kd", Splits(data, test=teacher / "data" / "test.jsonl"), cfg).metrics
     c = m["comparison"]
     assert c["student"] >= 0.9 and c["teacher"] == 1.0 and c["drop"] == pytest.approx(1.0 - c["student"])
     assert m["train"]["transfer"] == {"labeled": 144, "unlabeled": 0, "augmented": 144, "total": 288}
@@ -327,7 +328,7 @@ def layer_student(cue, tmp_path_factory):
     (root / "unl.txt").write_text("\n".join(f"the film was {w}" for w in ("great", "awful") * 10) + "\n")
     cfg = DistillConfig(train=TrainConfig(epochs=2, **FAST), layers=1, unlabeled=str(root / "unl.txt"), augment=1,
                         hidden_loss=True)
-    return root / "kd", distill(teacher, data, root / "kd", cfg)
+    return root / "kd", distill(teacher, root / "kd", Splits(data), cfg).metrics
 
 
 @pytest.mark.slow
@@ -356,9 +357,9 @@ def test_distilled_and_trimmed_student_goes_through_export_and_the_runtime(layer
 
     student, _ = layer_student
     test_file = student / "data" / "test.jsonl"
-    report = trim_vocab(student, student / "data" / "train.jsonl", tmp_path / "trim", TrimConfig(validation=str(test_file)))
+    report = trim_vocab(student, tmp_path / "trim", Splits(student / "data" / "train.jsonl", test_file), TrimConfig()).metrics
     assert report["corpus_check"]["max_abs_logit_diff"] == 0.0
-    result = export.export(tmp_path / "trim", tmp_path / "bundle", export.ExportConfig(data=str(test_file)))
+    result = export.export(tmp_path / "trim", tmp_path / "bundle", Splits(validation=test_file))
     assert result.parity.passed and result.parity.argmax_agreement == 1.0
 
     texts = [json.loads(line)["text"] for line in test_file.read_text().splitlines()]
@@ -376,7 +377,7 @@ def test_every_architecture_distills_with_hidden_states(arch, tiny_models, data_
     from transformers import AutoModelForSequenceClassification
 
     cfg = DistillConfig(train=TrainConfig(max_steps=2, **FAST), layers=1, hidden_loss=True, augment=1)
-    m = distill(tiny_models(arch), data_dir / "sst2_300.jsonl", tmp_path / "kd", cfg)
+    m = distill(tiny_models(arch), tmp_path / "kd", Splits(data_dir / "sst2_300.jsonl"), cfg).metrics
     assert m["train"]["steps"] == 2 and m["train"]["last_losses"]["hidden_loss"] > 0
     assert m["comparison"]["layers"] == {"teacher": 2, "student": 1}
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "kd")
@@ -387,7 +388,7 @@ def test_every_architecture_distills_with_hidden_states(arch, tiny_models, data_
 def test_token_classification_distills(tiny_models, data_dir, tmp_path):
     (tmp_path / "unl.jsonl").write_text('{"tokens": ["Heading", "to", "Herbivore"]}\n{"text": "RT @BBC : US news"}\n')
     cfg = DistillConfig(train=TrainConfig(max_steps=3, **FAST), layers=1, unlabeled=str(tmp_path / "unl.jsonl"))
-    m = distill(tiny_models("bert", "token-classification"), data_dir / "wnut17_200.jsonl", tmp_path / "kd", cfg)
+    m = distill(tiny_models("bert", "token-classification"), tmp_path / "kd", Splits(data_dir / "wnut17_200.jsonl"), cfg).metrics
     assert m["task"] == "token-classification" and m["metric"] == "f1"
     assert {"f1", "per_type"} <= set(m["teacher_test"]) and 0 <= m["comparison"]["agreement"] <= 1
     assert m["train"]["transfer"]["unlabeled"] == 2 and m["train"]["steps"] == 3
@@ -400,11 +401,11 @@ def test_resume_continues_from_the_last_checkpoint(cue, tmp_path):
     data, teacher = cue
     cfg = DistillConfig(train=TrainConfig(max_steps=6, eval_steps=3, batch_size=16, lr=1e-3, max_length=32, patience=0,
                                           precision="fp32"), layers=1)
-    full = distill(teacher, data, tmp_path / "run", cfg)
+    full = distill(teacher, tmp_path / "run", Splits(data), cfg).metrics
     # As if killed between the checkpoints at steps 3 and 6: no later checkpoint, no finished model.
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "checkpoint-6")
     (tmp_path / "run" / "metrics.json").unlink()
-    resumed = distill(teacher, data, tmp_path / "run", replace(cfg, train=replace(cfg.train, resume=True)))
+    resumed = distill(teacher, tmp_path / "run", Splits(data), replace(cfg, train=replace(cfg.train, resume=True))).metrics
     assert resumed["train"]["steps"] == 6
     # The history continues the checkpoint's (steps 1–3 logged once, not run again), and steps 4–6 retrace
     # the uninterrupted run: same data order, dropout and optimizer state.
@@ -437,12 +438,12 @@ def test_torchrun_two_cpu_processes_distill_to_completion(tiny_models, data_dir,
 # --- bad input ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(alpha=1.5), "--alpha is the weight of the label loss, in [0, 1] (got 1.5)"),
+    (dict(alpha=1.5), "--alpha must be in [0, 1] (got 1.5)"),
     (dict(temperature=0), "--temperature must be > 0 (got 0)"),
     (dict(student="some/model", layers=2), "--student and --layers/--keep-layers exclude each other"),
     (dict(keep_layers=(2, 1)), "--keep-layers must be increasing 0-based layer numbers like 0,2,4 (got (2, 1))"),
     (dict(keep_layers=(0, 1), layers=3), "--layers 3 disagrees with --keep-layers (2 layers)"),
-    (dict(augment=-1, augment_prob=1.0), "--augment must be >= 0 variants per row (got -1); --augment-prob is a"),
+    (dict(augment=-1, augment_prob=1.0), "--augment must be >= 0 (got -1); --augment-prob must be in (0, 1) (got 1.0)"),
     (dict(train=TrainConfig(hp_search=2)), "hyperparameter search is not available for distill"),
 ])
 def test_bad_settings_name_the_flag(kwargs, message):
@@ -457,9 +458,9 @@ def test_problems_found_after_loading_the_teacher(cue, tiny_models, tmp_path):
 
     data, teacher = cue
     with pytest.raises(ConfigError, match=r"--keep-layers: the teacher has 2 layers \(0..1\)"):
-        distill(teacher, data, tmp_path / "a", DistillConfig(keep_layers=(0, 2)))
+        distill(teacher, tmp_path / "a", Splits(data), DistillConfig(keep_layers=(0, 2)))
     with pytest.raises(ConfigError, match=r"--layers: the teacher has 2 layers"):
-        distill(teacher, data, tmp_path / "b", DistillConfig())  # the default, 3 layers, from a 2-layer teacher
+        distill(teacher, tmp_path / "b", Splits(data), DistillConfig())  # the default, 3 layers, from a 2-layer teacher
 
     narrow = tmp_path / "narrow"  # a pretrained student of another width cannot imitate hidden states
     torch.manual_seed(0)
@@ -468,17 +469,17 @@ def test_problems_found_after_loading_the_teacher(cue, tiny_models, tmp_path):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (narrow / name).write_bytes((teacher / name).read_bytes())
     with pytest.raises(ConfigError, match=r"--hidden-loss compares hidden states .* hidden size \(32; the student has 16\)"):
-        distill(teacher, data, tmp_path / "c", DistillConfig(student=str(narrow), hidden_loss=True))
+        distill(teacher, tmp_path / "c", Splits(data), DistillConfig(student=str(narrow), hidden_loss=True))
 
     (narrow / "config.json").write_text((narrow / "config.json").read_text().replace("ForSequenceClassification",
                                                                                      "ForMaskedLM"))
     with pytest.raises(ModelError, match=r"the teacher must be a fine-tuned classifier \(config.architectures is "
                                          r"\['BertForMaskedLM'\]\); fine-tune it with `edgeft train` first"):
-        distill(narrow, data, tmp_path / "e", DistillConfig(layers=1))
+        distill(narrow, tmp_path / "e", Splits(data), DistillConfig(layers=1))
 
     (tmp_path / "ner.jsonl").write_text('{"tokens": ["a"], "tags": ["O"]}\n')
     with pytest.raises(DataError, match="holds token-classification data but the teacher .* is a text-classification"):
-        distill(teacher, tmp_path / "ner.jsonl", tmp_path / "d", DistillConfig(layers=1))
+        distill(teacher, tmp_path / "d", Splits(tmp_path / "ner.jsonl"), DistillConfig(layers=1))
 
 
 # --- CLI ------------------------------------------------------------------------------------------
@@ -506,7 +507,7 @@ def test_cli_distill_prints_the_comparison_and_writes_metrics(cue, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--keep-layers", "0,x"], "--keep-layers takes comma-separated layer numbers like 0,2,4 (got '0,x')"),
-    (["--alpha", "2"], "--alpha is the weight of the label loss, in [0, 1] (got 2.0)"),
+    (["--alpha", "2"], "--alpha must be in [0, 1] (got 2.0)"),
     (["--student", "x", "--layers", "2"], "--student and --layers/--keep-layers exclude each other"),
     (["--layers", "1", "--unlabeled", "missing.txt"], "missing.txt: no such file"),
     ([], "--layers: the teacher has 2 layers (0..1); the student can keep at most that many"),

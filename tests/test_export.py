@@ -14,6 +14,7 @@ from edgeft.compress.bundle_writer import write_bundle
 from edgeft.compress.export import ExportConfig, export
 from edgeft.errors import ConfigError, DataError, ModelError, ParityError
 from edgeft.runtime.manifest import Manifest, file_digest
+from edgeft.stage import Splits
 
 CASES = [  # (arch, task, expected ONNX inputs); BERT's tokenizer is given segment ids below
     ("bert", "text-classification", ["input_ids", "attention_mask", "token_type_ids"]),
@@ -237,19 +238,20 @@ def test_bad_inputs_have_exact_messages(models, exported, data_dir, tmp_path):
         (models["bert", "text-classification"], ExportConfig(max_length=512), ConfigError,
          f"--max-length 512 exceeds what {models['bert', 'text-classification']} can take (128 tokens); use "
          f"--max-length 128 or less."),
-        (models["bert", "text-classification"], ExportConfig(data=str(data_dir / "wnut17_200.jsonl")), DataError,
+        (models["bert", "text-classification"], Splits(validation=data_dir / "wnut17_200.jsonl"), DataError,
          f"{data_dir / 'wnut17_200.jsonl'} holds token-classification rows but the model does text-classification; "
          f"pass a file with text and label columns."),
-        (models["bert", "text-classification"], ExportConfig(data=str(neutral)), DataError,
+        (models["bert", "text-classification"], Splits(validation=neutral), DataError,
          f"{neutral}:2: label 'neutral' does not occur in the model's labels (known: negative, positive). Fix the "
          f"label or add examples of it to the training data."),
     ]
-    for source, cfg, error, message in cases:
+    for source, cfg, error, message in cases:  # cfg: the stage config, or the splits whose data is wrong
+        splits, cfg = (cfg, ExportConfig()) if isinstance(cfg, Splits) else (Splits(), cfg)
         with pytest.raises(error) as e:
-            export(source, tmp_path / "out", cfg)
+            export(source, tmp_path / "out", splits, cfg)
         assert str(e.value) == message
         assert not (tmp_path / "out").exists()
-    with pytest.raises(ConfigError, match=r"^--opset 9 is not supported; use 13..23 \(default 18\).$"):
+    with pytest.raises(ConfigError, match=r"^--opset must be in \[13, 23\] \(got 9\)$"):
         ExportConfig(opset=9)
 
 

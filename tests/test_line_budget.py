@@ -10,7 +10,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # runtime 1700 → 1750: runtime/session.py, the one module for session options and batching that the quantize
 # search and the runtime share (a candidate is measured the way its bundle is served).
 # train 800 → 1100 for text generation (train/causal_lm.py: LoRA/full decoder training, reply-only labels, merge).
-BUDGET = {"runtime": 1750, "compress": 3000, "train": 1100, "edgeft": 2350}  # non-blank, non-comment lines
+# Text generation in the other stages: runtime 1750 → 2100 (runtime/generate.py, the torch-free decoder loop;
+# plus runtime/stream.py, the predict --input reader moved here from the CLI), compress 3000 → 3100
+# (compress/export_lm.py), edgeft 2350 → 2800 (cli/generate.py, text-generation rows in data.py; and the one
+# source for settings: settings.py, cli/options.py, stage.py, the nested recipe, and writable.py that took in
+# the four atomic-write copies from the other packages).
+BUDGET = {"runtime": 2100, "compress": 3100, "train": 1100, "edgeft": 2800}  # non-blank, non-comment lines
 
 
 def code_lines(folder: Path) -> int:

@@ -70,9 +70,10 @@ def test_train_writes_squad_metrics_and_window_settings(trained):
 def exported(qa_model, squad, tmp_path_factory):
     """The tiny QA model's FP32 bundle, exported with its parity check and FP32 EM/F1 on the slice."""
     from edgeft.compress.export import ExportConfig, export
+    from edgeft.stage import Splits
 
-    return export(qa_model, tmp_path_factory.mktemp("qa-fp32") / "bundle",
-                  ExportConfig(max_length=MAX_LENGTH, data=str(squad)))
+    return export(qa_model, tmp_path_factory.mktemp("qa-fp32") / "bundle", Splits(validation=squad),
+                  ExportConfig(max_length=MAX_LENGTH))
 
 
 def test_export_checks_parity_of_start_and_end_logits(exported):

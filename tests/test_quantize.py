@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from edgeft.stage import Splits
 from typer.testing import CliRunner
 
 from edgeft.compress.export import export
@@ -78,7 +80,7 @@ def check_consistent(result, bundle: Path, data: Path, task: str, fp32_bundle: P
                                         ("dynamic", "token-classification"), ("static", "token-classification")])
 def test_each_mode_records_consistent_numbers(fp32, data_dir, tmp_path, mode, task):
     data = data_for(data_dir, task)
-    r = quantize(fp32(task), tmp_path / "q", QuantizeConfig(data=str(data), target="rpi5", mode=mode, **FAST))
+    r = quantize(fp32(task), tmp_path / "q", Splits(validation=data), QuantizeConfig(target="rpi5", mode=mode, **FAST))
     assert [c.name for c in r.candidates] == [mode] and r.chosen.status == "ok"
     q = r.manifest.quantization
     assert q["mode"] == mode and q["weight_type"] == "int8" and q["per_channel"] is True
@@ -92,8 +94,8 @@ def test_each_mode_records_consistent_numbers(fp32, data_dir, tmp_path, mode, ta
 def test_auto_search_from_a_model_folder_when_budget_cannot_be_met(tiny_models, data_dir, tmp_path):
     """--max-accuracy-drop -1 cannot be met: the verdict says so and the best bundle is still written."""
     data = data_for(data_dir, "text-classification")
-    cfg = QuantizeConfig(data=str(data), target="x86_64-vnni", max_accuracy_drop=-1, **FAST)
-    r = quantize(tiny_models("bert", "text-classification"), tmp_path / "q", cfg)
+    cfg = QuantizeConfig(target="x86_64-vnni", max_accuracy_drop=-1, **FAST)
+    r = quantize(tiny_models("bert", "text-classification"), tmp_path / "q", Splits(validation=data), cfg)
     names = [c.name for c in r.candidates]
     assert names[:11] == ["dyn-pc", "dyn-pt", "dyn-pc-gather", "dyn-pc-basic-gather", "dyn-pt-basic-gather",
                           "static-pc", "fused-pc", "fused-pc-emb", "fused-ln-emb", "legacy-pc", "legacy-pc-gather"]
@@ -122,7 +124,7 @@ def test_recipes_do_what_they_say(tiny_models, data_dir, tmp_path):
     from edgeft.compress.quantize import RECIPES, Recipe, build, open_source
     from edgeft.targets import get_target
 
-    cfg = QuantizeConfig(data=str(data_for(data_dir, "text-classification")))
+    cfg = QuantizeConfig()
     source = open_source(tiny_models("bert", "text-classification"), tmp_path, cfg, get_target("x86_64-vnni"), [],
                          lambda m: None)
     calib = []
@@ -159,7 +161,7 @@ def test_android_preset_ships_an_ort_format_model_and_zip(fp32, data_dir, tmp_pa
     import onnxruntime as ort
 
     data = data_for(data_dir, "text-classification")
-    r = quantize(fp32(), tmp_path / "q", QuantizeConfig(data=str(data), target="android-arm64", mode="dynamic",
+    r = quantize(fp32(), tmp_path / "q", Splits(validation=data), QuantizeConfig(target="android-arm64", mode="dynamic",
                                                          zipped=True, **FAST))
     assert r.bundle == tmp_path / "q.zip"
     names = zipfile.ZipFile(r.bundle).namelist()
@@ -178,7 +180,7 @@ def test_android_preset_ships_an_ort_format_model_and_zip(fp32, data_dir, tmp_pa
                                               ("distilbert", "text-classification", "auto")])
 def test_other_architectures_from_model_folders(tiny_models, data_dir, tmp_path, arch, task, mode):
     data = data_for(data_dir, task)
-    r = quantize(tiny_models(arch, task), tmp_path / "q", QuantizeConfig(data=str(data), target="rpi4", mode=mode, **FAST))
+    r = quantize(tiny_models(arch, task), tmp_path / "q", Splits(validation=data), QuantizeConfig(target="rpi4", mode=mode, **FAST))
     ok = [c for c in r.candidates if c.status == "ok"]
     assert ok and all(c.status == "ok" or c.status.startswith("skipped") for c in r.candidates)
     for c in ok:  # drop and agreement are derived from the FP32 reference on the same rows
@@ -216,7 +218,7 @@ def test_fake_quant_matches_int8_grids():
 
 
 def already_quantized(fp32_bundle: Path, data: Path, tmp_path: Path) -> Path:
-    return quantize(fp32_bundle, tmp_path / "int8", QuantizeConfig(data=str(data), target="rpi5", mode="dynamic",
+    return quantize(fp32_bundle, tmp_path / "int8", Splits(validation=data), QuantizeConfig(target="rpi5", mode="dynamic",
                                                                   **FAST)).bundle
 
 
@@ -259,7 +261,7 @@ def test_bad_inputs_have_exact_messages(fp32, data_dir, tmp_path):
     ]
     for source, data, error, message in cases:
         with pytest.raises(error) as e:
-            quantize(source, tmp_path / "out", QuantizeConfig(data=str(data), target="rpi5", mode="dynamic", **FAST))
+            quantize(source, tmp_path / "out", Splits(validation=data), QuantizeConfig(target="rpi5", mode="dynamic", **FAST))
         if message is None:  # onnx's own wording follows the colon; ours frames it
             assert str(e.value).startswith(f"{broken}/model.onnx fails onnx.checker: ")
             assert str(e.value).endswith(". Re-export the model.")
@@ -267,11 +269,11 @@ def test_bad_inputs_have_exact_messages(fp32, data_dir, tmp_path):
             assert str(e.value) == message
         assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError) as e:
-        QuantizeConfig(data=str(sst2), mode="fast")
-    assert str(e.value) == "--mode 'fast' is not one of auto, dynamic, static."
+        QuantizeConfig(mode="fast")
+    assert str(e.value) == "--mode must be one of auto | dynamic | static (got 'fast')"
     with pytest.raises(ConfigError) as e:
-        QuantizeConfig(data=str(sst2), max_accuracy_drop=5)
-    assert str(e.value) == "--max-accuracy-drop 5 is a fraction (0.005 = 0.5 pt); use a value in [-1, 1]."
+        QuantizeConfig(max_accuracy_drop=5)
+    assert str(e.value) == "--max-accuracy-drop must be in [-1, 1] (got 5)"
 
 
 def test_cli_quantize(fp32, data_dir, tmp_path):
@@ -285,18 +287,18 @@ def test_cli_quantize(fp32, data_dir, tmp_path):
     assert lines[0].split()[:3] == ["candidate", "mode", "graph"]
     assert lines[1].split()[0] == "fp32" and lines[2].split()[:2] == ["*", "dynamic"]
     assert any(line.startswith("  chosen      dynamic: accuracy ") and "% (FP32 " in line for line in lines)
-    assert lines[-1] in ("verdict: budget met (max drop 0.5 pt)",) or lines[-1].startswith("verdict: not met: best is ")
+    assert lines[-1] in ("verdict: budget met (max drop 1.0 pt)",) or lines[-1].startswith("verdict: not met: best is ")
     assert "[1/1] dynamic" in result.stderr and "Traceback" not in result.output
     table = json.loads((tmp_path / "q" / "candidates.json").read_text())
     assert table["target"]["name"] == "x86_64" and table["candidates"][0]["name"] == "dynamic"
     failed = CliRunner().invoke(app, ["quantize", str(fp32()), "--data", str(data), "--mode", "fast", "--out",
                                       str(tmp_path / "q2")])
-    assert failed.exit_code == 2 and failed.stderr == "error: --mode 'fast' is not one of auto, dynamic, static.\n"
+    assert failed.exit_code == 2 and failed.stderr == "error: --mode must be one of auto | dynamic | static (got 'fast')\n"
 
 
 def test_auto_search_keeps_the_fastest_within_budget(fp32, data_dir, tmp_path):
     data = data_for(data_dir, "text-classification")
-    r = quantize(fp32(), tmp_path / "q", QuantizeConfig(data=str(data), target="x86_64-avx2", max_accuracy_drop=1.0,
+    r = quantize(fp32(), tmp_path / "q", Splits(validation=data), QuantizeConfig(target="x86_64-avx2", max_accuracy_drop=1.0,
                                                          **FAST))
     assert r.budget_met and r.verdict == "budget met" and not any("-skip" in c.name for c in r.candidates)
     ok = [c for c in r.candidates if c.status == "ok"]

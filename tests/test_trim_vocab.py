@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from edgeft.cli import app
 from edgeft.compress.trim_vocab import TrimConfig, trim_vocab
 from edgeft.errors import ConfigError, ModelError
+from edgeft.stage import Splits
 
 ARCHS = ["bert", "distilbert", "roberta", "gpt2"]
 
@@ -34,7 +35,7 @@ def test_round_trip_remaps_ids_and_keeps_corpus_logits(arch, tiny_models, corpus
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     src, out = tiny_models(arch), tmp_path / "trim"
-    report = trim_vocab(src, corpus, out, TrimConfig(validation=str(data_dir / "sst2_300.jsonl")))
+    report = trim_vocab(src, out, Splits(corpus, data_dir / "sst2_300.jsonl"), TrimConfig()).metrics
     v = report["vocab"]
     assert v["after"] < v["before"] == 600
     assert v["after"] == v["special"] + v["from_corpus"] + v["chars"]
@@ -68,8 +69,8 @@ def test_unseen_words_fall_back_to_characters_not_unk(tiny_models, corpus, data_
     from tokenizers import Tokenizer
 
     src = tiny_models("bert")
-    trim_vocab(src, corpus, tmp_path / "chars", TrimConfig())
-    trim_vocab(src, corpus, tmp_path / "nochars", TrimConfig(keep_chars=False))
+    trim_vocab(src, tmp_path / "chars", Splits(corpus), TrimConfig())
+    trim_vocab(src, tmp_path / "nochars", Splits(corpus), TrimConfig(keep_chars=False))
     original = Tokenizer.from_file(str(src / "tokenizer.json"))
     chars = Tokenizer.from_file(str(tmp_path / "chars" / "tokenizer.json"))
     bare = Tokenizer.from_file(str(tmp_path / "nochars" / "tokenizer.json"))
@@ -95,7 +96,7 @@ def test_min_count_keeps_only_frequent_corpus_tokens(tiny_models, corpus, tmp_pa
     from tokenizers import Tokenizer
 
     src = tiny_models("bert")
-    report = trim_vocab(src, corpus, tmp_path / "t", TrimConfig(min_count=3, keep_chars=False))
+    report = trim_vocab(src, tmp_path / "t", Splits(corpus), TrimConfig(min_count=3, keep_chars=False)).metrics
     counts = Counter(t for text in corpus_texts(corpus) for t in Tokenizer.from_file(str(src / "tokenizer.json")).encode(
         text, add_special_tokens=False).tokens)
     kept = set(Tokenizer.from_file(str(tmp_path / "t" / "tokenizer.json")).get_vocab())
@@ -131,7 +132,7 @@ def test_byte_level_bpe_keeps_merges_whose_parts_and_result_survive(corpus, tmp_
     from tokenizers import Tokenizer
 
     src = byte_level_gpt2(tmp_path / "gpt2")
-    report = trim_vocab(src, corpus, tmp_path / "trim", TrimConfig())
+    report = trim_vocab(src, tmp_path / "trim", Splits(corpus), TrimConfig()).metrics
     assert report["tokenizer"] == "BPE" and report["corpus_check"]["ids_identical"] == 1.0
     assert report["corpus_check"]["max_abs_logit_diff"] == 0.0
     spec = json.loads((tmp_path / "trim" / "tokenizer.json").read_text())
@@ -158,7 +159,7 @@ def test_tied_lm_head_is_trimmed_with_the_embeddings(tiny_models, corpus, tmp_pa
                                intermediate_size=64, max_position_embeddings=128, pad_token_id=0)).save_pretrained(src)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_models("bert") / name, src / name)
-    report = trim_vocab(src, corpus, tmp_path / "trim", TrimConfig())
+    report = trim_vocab(src, tmp_path / "trim", Splits(corpus), TrimConfig()).metrics
     assert report["corpus_check"]["max_abs_logit_diff"] == 0.0  # on the kept tokens' columns
     model = BertForMaskedLM.from_pretrained(tmp_path / "trim")
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # still tied
@@ -172,7 +173,7 @@ def test_unsupported_tokenizer_is_refused(tiny_models, corpus, tmp_path):
     shutil.copytree(tiny_models("bert"), src)
     Tokenizer(models.Unigram([("a", -1.0), ("<unk>", -5.0)], unk_id=1)).save(str(src / "tokenizer.json"))
     with pytest.raises(ModelError, match="the tokenizer model is Unigram; trim-vocab handles WordPiece and BPE"):
-        trim_vocab(src, corpus, tmp_path / "out", TrimConfig())
+        trim_vocab(src, tmp_path / "out", Splits(corpus), TrimConfig())
     assert not (tmp_path / "out").exists()
 
 
@@ -192,7 +193,7 @@ def test_a_trimmed_model_that_disagrees_is_not_written(tiny_models, corpus, tmp_
     monkeypatch.setattr(module, "trim_model", broken)
     with pytest.raises(ModelError, match=r"logits differ from the original's by up to 0.5 on corpus rows with "
                                          r"identical token ids \(tolerance 1e-05\); nothing was written"):
-        trim_vocab(tiny_models("bert"), corpus, tmp_path / "out", TrimConfig())
+        trim_vocab(tiny_models("bert"), tmp_path / "out", Splits(corpus), TrimConfig())
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
