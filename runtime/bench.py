@@ -391,6 +391,10 @@ def worker_main() -> None:
 
     try:
         args = json.loads(sys.stdin.readline())
+        if args["kind"] == "generation":  # text-generation bundles: edgeft.runtime.generate_eval
+            from edgeft.runtime.generate_eval import serve_worker
+
+            return serve_worker(args, send, sys.stdin)
         load, run, tokenizer, inputs, pad_id = (_load_pytorch if args["kind"] == "pytorch" else _load_bundle)(args)
         send(load)
         feeds: list = []

@@ -41,8 +41,24 @@ def inspect_bundle(path: str | Path) -> dict[str, Any]:
             model = describe_onnx(mm)
     from edgeft.runtime.session import batching_of
 
-    return {"bundle": str(bundle.source), "verified": True, "manifest": json.loads(bundle.manifest.to_json()),
-            "files": dict(bundle.sizes), "model": model, "batching": batching_of(bundle.manifest)}
+    report = {"bundle": str(bundle.source), "verified": True, "manifest": json.loads(bundle.manifest.to_json()),
+              "files": dict(bundle.sizes), "model": model, "batching": batching_of(bundle.manifest)}
+    if bundle.manifest.task == "text-generation":
+        report["generation"] = generation_facts(report["manifest"], report["files"])
+        report["batching"] = "rows"  # one prompt per model call: each reply its own (edgeft.runtime.generate)
+    return report
+
+
+def generation_facts(m: dict[str, Any], files: dict[str, int]) -> dict[str, Any]:
+    """What a text-generation bundle needs on a device: its weights, context window, sampling defaults,
+    size on disk (graph + external weights + tokenizer) and whether chat messages can be given."""
+    spec = m.get("generation", {})
+    return {"weights": (m.get("quantization") or {}).get("weights", "fp32"),
+            "context_length": spec.get("context_length"),
+            # the runtime's defaults (edgeft.runtime.generate.Generator.stream) unless the bundle sets its own
+            "defaults": spec.get("defaults") or {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "top_k": 0},
+            "eos_tokens": spec.get("eos_token_ids", []), "chat_template": bool(spec.get("chat_template")),
+            "route": spec.get("route") or (m.get("export") or {}).get("route"), "size_bytes": sum(files.values())}
 
 
 def describe_onnx(buf) -> dict[str, Any]:
@@ -166,6 +182,13 @@ def render(report: dict[str, Any]) -> str:
     for key in ("quantization", "target", "parity", "metrics", "versions"):
         if m.get(key):
             lines.append(f"{key:<8} " + ", ".join(f"{k}={_short(v)}" for k, v in m[key].items()))
+    if report.get("generation"):  # a decoder: no labels, no padded batches; what generation needs instead
+        g = report["generation"]
+        lines[2] = (f"task     text-generation: {g['weights']} weights, context {g['context_length']} tokens, chat "
+                    f"template {'yes' if g['chat_template'] else 'no (plain prompts only)'}, {_mb(g['size_bytes'])} "
+                    f"in all")
+        lines[8] = ("generate " + ", ".join(f"{k} {v}" for k, v in g["defaults"].items())
+                    + f" (defaults), EOS ids {g['eos_tokens']}, exported by {g['route']}, one prompt per model call")
     return "\n".join(lines)
 
 

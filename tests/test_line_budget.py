@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # (compress/export_lm.py), edgeft 2350 → 2800 (cli/generate.py, text-generation rows in data.py; and the one
 # source for settings: settings.py, cli/options.py, stage.py, the nested recipe, and writable.py that took in
 # the four atomic-write copies from the other packages).
-BUDGET = {"runtime": 2100, "compress": 3100, "train": 1100, "edgeft": 2800}  # non-blank, non-comment lines
+# Generative bundles in predict/eval/bench/inspect: runtime 2100 → 2400 (runtime/generate_eval.py), edgeft 2800 → 2950
+# (cli/runtime.py: the text-generation branches of predict, eval and bench).
+BUDGET = {"runtime": 2400, "compress": 3100, "train": 1100, "edgeft": 2950}  # non-blank, non-comment lines
 
 
 def code_lines(folder: Path) -> int:

@@ -18,7 +18,7 @@ import typer
 
 from edgeft.cli import app
 from edgeft.errors import ConfigError, DataError
-from edgeft.writable import atomic_write_text, write_json
+from edgeft.writable import atomic_file, atomic_write_text, write_json
 
 BUNDLE_HELP = "Bundle folder (model.onnx, tokenizer.json, edgeft.json) or a .zip of it; verified before use."
 THREADS_HELP = ("onnxruntime intra-op threads (default: the bundle target's, at most this machine's cores; "
@@ -38,7 +38,12 @@ BATCH_HELP = ("Texts per model call for bundles that batch padded texts (FP32, s
         "  edgeft predict runs/qa --input pairs.jsonl   # rows {\"question\", \"context\"}\n\n"
         "Output rows: {\"line\", \"label\", \"score\", \"scores\", \"truncated\"}; NER: {\"line\", \"entities\": "
         "[{\"label\", \"score\", \"start\", \"end\", \"text\"}], \"truncated\"} with character offsets; QA: "
-        "{\"line\", \"answer\", \"score\", \"start\", \"end\", \"truncated\"} (start/end: characters of the context)."
+        "{\"line\", \"answer\", \"score\", \"start\", \"end\", \"truncated\"} (start/end: characters of the context).\n\n"
+        '  edgeft predict runs/lm "Tell me a joke"   # text generation: prints the reply\n\n'
+        "  edgeft predict runs/lm --input prompts.jsonl --output replies.jsonl   # rows {\"prompt\"} or "
+        "{\"messages\": [{\"role\", \"content\"}, ...]}; a prompt goes through the chat template as one user turn "
+        "when the model has one. Replies: {\"line\", \"text\", \"finish_reason\", \"token_ids\", \"prompt_tokens\", "
+        "\"ttft_s\", \"decode_tokens_per_s\"}, each generated on its own (the same reply alone or in any file)."
     ),
 )
 def predict_command(
@@ -56,8 +61,14 @@ def predict_command(
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     question: Optional[str] = typer.Option(None, "--question", help="QA bundles: the question (with --context)."),
     context: Optional[str] = typer.Option(None, "--context", help="QA bundles: the text to find the answer in."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Text-generation bundles: at most "
+                                                 "this many new tokens per reply (default 128)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Text-generation bundles: 0 = greedy "
+                                                "(default); > 0 samples, each row with its own --seed sampler."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Text-generation bundles: sampler seed of every row."),
 ):
-    """Label texts (classification), find their entities (NER) or answer questions (QA) with a bundle."""
+    """Label texts (classification), find their entities (NER), answer questions (QA) or reply to prompts."""
+    from edgeft.runtime.bundle import load_bundle
     from edgeft.runtime.predictor import Predictor
 
     pair = question is not None or context is not None
@@ -67,6 +78,15 @@ def predict_command(
         raise ConfigError("--question and --context go together")
     if chunk < 1:
         raise ConfigError(f"--chunk must be ≥ 1, not {chunk}")
+    sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    if load_bundle(bundle).manifest.task == "text-generation":
+        if pair:
+            raise ConfigError(f"--question/--context are for question-answering bundles; {bundle} generates text: "
+                              f"give prompts as arguments or --input prompts.jsonl (rows {{\"prompt\"}})")
+        return _generate(bundle, texts, input, output, threads, {k: v for k, v in sampling.items() if v is not None})
+    given = [f"--{k.replace('_', '-')}" for k, v in sampling.items() if v is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: for text-generation bundles; {bundle} is not one")
     predictor = Predictor.load(bundle, threads=threads, batch_size=batch_size)
     if predictor.is_qa and texts:
         raise ConfigError(f"{bundle} answers questions: give --question and --context, or --input pairs.jsonl "
@@ -96,6 +116,40 @@ def predict_command(
            else f"{truncated} truncated to {predictor.manifest.max_length} tokens")
     typer.echo(f"{'answered' if predictor.is_qa else 'predicted'} {count} {'question' if predictor.is_qa else 'text'}(s) "
                f"in {seconds:.2f} s ({count / max(seconds, 1e-9):.0f}/s); {cut}{where}", err=bool(input))
+
+
+def _generate(bundle: Path, prompts: Optional[list[str]], path: Optional[Path], output: Optional[Path],
+              threads: Optional[int], sampling: dict) -> None:
+    """predict on a text-generation bundle: the reply to each prompt (edgeft.runtime.generate_eval)."""
+    import io
+
+    from edgeft.runtime.generate import Generator
+    from edgeft.runtime.generate_eval import generate_rows
+    from edgeft.runtime.stream import check_input
+
+    g = Generator.load(bundle, threads=threads)
+    if prompts:
+        lines = [json.dumps({"prompt": p}).encode() for p in prompts]
+        buf = io.StringIO()
+        done = generate_rows(g, lines, Path("<arguments>.jsonl"), buf, **sampling)
+        for row in buf.getvalue().splitlines():
+            typer.echo(json.loads(row)["text"])
+        if output:
+            atomic_write_text(output, buf.getvalue())
+    else:
+        stdin = str(path) == "-"
+        if not stdin:
+            check_input(path)
+        with (atomic_file(output) if output else contextlib.nullcontext(None)) as tmp, \
+                (open(tmp, "w", encoding="utf-8") if tmp else contextlib.nullcontext(sys.stdout)) as out, \
+                (contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb")) as raw, \
+                (contextlib.nullcontext(None) if stdin else
+                 typer.progressbar(length=path.stat().st_size, label="generating", file=sys.stderr)) as bar:
+            lines = raw if bar is None else _counted(raw, bar)
+            done = generate_rows(g, lines, Path("<stdin>") if stdin else path, out, **sampling)
+    where = f" → {output}" if output else ""
+    typer.echo(f"replied to {done['rows']} prompt(s) with {done['new_tokens']} new tokens in {done['seconds']:.2f} s"
+               f"{where}", err=True)
 
 
 def _predict_file(predictor, path: Path, output: Optional[Path], chunk: int) -> tuple[int, int]:
@@ -141,7 +195,9 @@ def _describe(text, result) -> str:
 
 @app.command(
     "eval",
-    epilog="Example:\n\n  edgeft eval runs/bundle --data test.jsonl --json runs/bundle-eval.json",
+    epilog=("Examples:\n\n  edgeft eval runs/bundle --data test.jsonl --json runs/bundle-eval.json\n\n"
+            "  edgeft eval runs/lm --data test.jsonl   # text generation: perplexity over the reply tokens (all "
+            "tokens of plain text), as training computes it; exact match and token F1 of greedy replies"),
 )
 def eval_command(
     bundle: Path = typer.Argument(..., help=BUNDLE_HELP),
@@ -154,12 +210,22 @@ def eval_command(
     batch_size: int = typer.Option(32, help=BATCH_HELP),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count bad rows instead of stopping."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Text-generation bundles: at most "
+                                                 "this many tokens per greedy reply (default 64)."),
 ):
-    """Score a bundle on a labeled file with the same metrics as training (accuracy/macro-F1, entity F1, SQuAD EM/F1)."""
+    """Score a bundle on a labeled file with the same metrics as training (accuracy/macro-F1, entity F1, SQuAD EM/F1, perplexity)."""
     from edgeft.metrics import headline
+    from edgeft.runtime.bundle import load_bundle
     from edgeft.runtime.evaluate import evaluate
     from edgeft.runtime.predictor import Predictor
 
+    if load_bundle(bundle).manifest.task == "text-generation":
+        if label_column != "label":
+            raise ConfigError(f"--label-column: {bundle} generates text; its data has prompt/response, messages or "
+                              f"text rows (name the text column with --text-column)")
+        return _eval_generation(bundle, data, json_out, text_column, threads, skip_bad_rows, max_new_tokens or 64)
+    if max_new_tokens is not None:
+        raise ConfigError(f"--max-new-tokens: for text-generation bundles; {bundle} is not one")
     predictor = Predictor.load(bundle, threads=threads, batch_size=batch_size)
     metrics = evaluate(predictor, data, text_column=text_column, label_column=label_column, skip_bad_rows=skip_bad_rows)
     if json_out:
@@ -172,6 +238,22 @@ def eval_command(
     typer.echo(f"{name} {value:.4f}  {other}  on {metrics['n']} examples ({metrics['truncated']} truncated, "
                f"{metrics['skipped']} skipped, {metrics['seconds']:.2f} s){where}")
     typer.echo(f"batching: {describe_batching(predictor)}")
+
+
+def _eval_generation(bundle, data, json_out, text_column, threads, skip_bad_rows, max_new_tokens) -> None:
+    from edgeft.runtime.generate import Generator
+    from edgeft.runtime.generate_eval import evaluate_generation
+
+    metrics = evaluate_generation(Generator.load(bundle, threads=threads), data, max_new_tokens=max_new_tokens,
+                                  skip_bad_rows=skip_bad_rows, text_column=text_column)
+    if json_out:
+        write_json(json_out, metrics)
+    replies = (f"  exact match {metrics['exact_match']:.4f}  F1 {metrics['f1']:.4f} on {metrics['generated']} replies"
+               if "f1" in metrics else "  (no reference replies: perplexity only)")
+    where = f" → {json_out}" if json_out else ""
+    typer.echo(f"perplexity {metrics['perplexity']:.4f} over {metrics['tokens']} tokens{replies}; {metrics['n']} "
+               f"examples ({metrics['truncated']} truncated, {metrics['skipped']} skipped, {metrics['seconds']:.2f} s)"
+               f"{where}")
 
 
 def describe_batching(predictor) -> str:
@@ -212,11 +294,17 @@ def bench_command(
     pytorch: Optional[Path] = typer.Option(None, "--pytorch", help="Also time this HF model folder in PyTorch eager "
                                                                    "(needs the 'train' extra)."),
     threads: str = typer.Option("1,2", "--threads", help="Thread counts, comma-separated."),
-    batch: str = typer.Option("1,8", "--batch", help="Batch sizes, comma-separated."),
-    seq_len: str = typer.Option("real,16,64,128", "--seq-len",
-                                help="'real' (sentences from --data, unpadded) and/or token counts (padded/truncated)."),
-    runs: int = typer.Option(300, help="Timed runs per configuration and model (interleaved in rounds)."),
-    warmup: int = typer.Option(30, help="Untimed runs per configuration before timing."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes, comma-separated (default 1,8)."),
+    seq_len: Optional[str] = typer.Option(None, "--seq-len", help="'real' (sentences from --data, unpadded) and/or "
+                                          "token counts (padded/truncated); default real,16,64,128."),
+    runs: Optional[int] = typer.Option(None, help="Timed runs per configuration and model, interleaved in rounds "
+                                       "(default 300; text generation: generations per model, default 5)."),
+    warmup: Optional[int] = typer.Option(None, help="Untimed runs per configuration before timing (default 30; "
+                                         "text generation: 1)."),
+    prompt_tokens: Optional[int] = typer.Option(None, "--prompt-tokens", help="Text-generation bundles: prompt "
+                                                "length of the time to first token and prefill (default 128)."),
+    new_tokens: Optional[int] = typer.Option(None, "--new-tokens", help="Text-generation bundles: greedy tokens "
+                                             "per timed generation, EOS ignored (default 64)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Sentences for 'real' (.jsonl/.txt/.csv); "
                                                              "default: the shipped SST-2 sample."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report (machine, versions, rows) here."),
@@ -242,6 +330,27 @@ def bench_command(
         raise ConfigError("give at least one bundle (or --pytorch MODEL_DIR) to benchmark")
     t0 = time.perf_counter()
     specs = bench.model_specs(paths, pytorch)
+    generative = [s.task == "text-generation" for s in specs]
+    if any(generative):
+        if not all(generative) or pytorch is not None:
+            raise ConfigError("text-generation bundles are benched among themselves: give only text-generation "
+                              "bundles (and no --pytorch)")
+        given = [f for f, v in (("--batch", batch), ("--seq-len", seq_len), ("--data", data)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: for encoder bundles; a text-generation bundle is timed on one "
+                              f"--prompt-tokens prompt and --new-tokens greedy tokens")
+        from edgeft.runtime.generate_eval import render_generation_bench, run_generation_bench
+
+        report = run_generation_bench(specs, bench.parse_list(threads, "--threads"), prompt_tokens or 128,
+                                      new_tokens or 64, runs=5 if runs is None else runs,
+                                      warmup=1 if warmup is None else warmup,
+                                      progress=lambda line: typer.echo(line, err=True))
+        return _write_bench(report, render_generation_bench, json_out, markdown, len(specs), t0)
+    given = [f for f, v in (("--prompt-tokens", prompt_tokens), ("--new-tokens", new_tokens)) if v is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: for text-generation bundles; use --seq-len and --batch for encoders")
+    batch, seq_len = batch or "1,8", seq_len or "real,16,64,128"
+    runs, warmup = 300 if runs is None else runs, 30 if warmup is None else warmup
     max_length = 128
     if paths:
         from edgeft.runtime.bundle import load_bundle
@@ -251,14 +360,19 @@ def bench_command(
         specs, bench.parse_list(threads, "--threads"), bench.parse_list(batch, "--batch"),
         bench.parse_list(seq_len, "--seq-len", allow_real=True), runs=runs, warmup=warmup, data=data,
         max_length=max_length, progress=lambda line: typer.echo(line, err=True))
-    typer.echo(bench.render(report))
+    _write_bench(report, bench.render, json_out, markdown, len(specs), t0)
+
+
+def _write_bench(report: dict, render, json_out: Optional[Path], markdown: Optional[Path], models: int,
+                 t0: float) -> None:
+    typer.echo(render(report))
     if json_out:
         write_json(json_out, report)
     if markdown:
-        atomic_write_text(markdown, bench.render(report, markdown=True) + "\n")
+        atomic_write_text(markdown, render(report, markdown=True) + "\n")
     written = [str(p) for p in (json_out, markdown) if p]
     where = f" → {', '.join(written)}" if written else ""
-    typer.echo(f"benchmarked {len(specs)} model(s) × {len(report['rows']) // len(specs)} configuration(s) "
+    typer.echo(f"benchmarked {models} model(s) × {len(report['rows']) // models} configuration(s) "
                f"in {time.perf_counter() - t0:.1f} s{where}")
 
 
