@@ -97,6 +97,7 @@ from edgeft.cli import runtime as _runtime  # noqa: E402,F401
 from edgeft.cli import build as _build  # noqa: E402,F401
 from edgeft.cli import web as _web  # noqa: E402,F401
 from edgeft.cli import generate as _generate  # noqa: E402,F401
+from edgeft.cli import serve as _serve  # noqa: E402,F401
 
 
 def main() -> None:
