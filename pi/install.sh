@@ -7,6 +7,7 @@
 #   EDGEFT_SPEC=./edgeft-0.1.0-py3-none-any.whl bash pi/install.sh   # a wheel copied from the build machine
 #   EDGEFT_VENV=/opt/edgeft bash pi/install.sh                       # somewhere else
 #   bash pi/install.sh --dry-run            # check this machine, print the commands, change nothing
+#   bash pi/install.sh --serve              # also the serve extra (starlette, uvicorn): `edgeft serve`
 #
 # Needs: python3 >= 3.10 with venv (Raspberry Pi OS bookworm: 3.11; `sudo apt install python3-venv`
 # if it is missing) and internet access to PyPI. Takes about a minute; nothing is compiled: every
@@ -18,11 +19,14 @@ VENV=${EDGEFT_VENV:-$HOME/edgeft-venv}
 SPEC=${EDGEFT_SPEC:-edgeft}
 PYTHON=${PYTHON:-python3}
 DRY_RUN=0
-case "${1:-}" in
-    --dry-run) DRY_RUN=1 ;;
-    "") ;;
-    *) echo "usage: bash pi/install.sh [--dry-run]   (settings: EDGEFT_VENV, EDGEFT_SPEC, PYTHON)" >&2; exit 2 ;;
-esac
+SERVE=0
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run) DRY_RUN=1 ;;
+        --serve) SERVE=1 ;;
+        *) echo "usage: bash pi/install.sh [--dry-run] [--serve]   (settings: EDGEFT_VENV, EDGEFT_SPEC, PYTHON)" >&2; exit 2 ;;
+    esac
+done
 
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 2; }
 run() {  # show a command, then run it (--dry-run: only show it)
@@ -64,6 +68,7 @@ run "${pip[@]}" install --no-deps "$SPEC"
 if [ "$DRY_RUN" = 1 ]; then
     echo "+ ${pip[*]} install --only-binary=:all: --no-deps <edgeft's tokenizers requirement>"
     echo "+ ${pip[*]} install --only-binary=:all: <edgeft's other requirements>"
+    [ "$SERVE" = 0 ] || echo "+ ${pip[*]} install --only-binary=:all: <edgeft's serve extra: starlette, uvicorn>"
     exit 0
 fi
 mapfile -t requirements < <("$VENV/bin/python" -c '
@@ -77,6 +82,14 @@ for r in "${requirements[@]}"; do
 done
 [ ${#nodeps[@]} = 0 ] || run "${pip[@]}" install --only-binary=:all: --no-deps "${nodeps[@]}"
 run "${pip[@]}" install --only-binary=:all: "${deps[@]}"
+if [ "$SERVE" = 1 ]; then  # the serve extra: pure-Python wheels (starlette, uvicorn and theirs)
+    mapfile -t serve < <("$VENV/bin/python" -c '
+from importlib.metadata import requires
+for r in requires("edgeft") or []:
+    if "extra ==" in r and "serve" in r.split("extra ==")[1]:
+        print(r.split(";")[0].strip())')
+    run "${pip[@]}" install --only-binary=:all: "${serve[@]}"
+fi
 
 # 3. Check: the runtime imports, and nothing from training came along.
 "$VENV/bin/python" - <<'EOF'
@@ -97,4 +110,5 @@ Next:
   on the build machine, copy a bundle here:  scp -r runs/arm64/bundle $(id -un)@$(hostname).local:bundle
   label texts:                               $here/run.sh ~/bundle "a gripping, beautifully shot film"
   measure this device:                       $here/bench.sh ~/bundle
+  serve it over HTTP (--serve):              $VENV/bin/edgeft serve ~/bundle   (and pi/edgeft-serve.service)
 EOF

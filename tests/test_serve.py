@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -303,3 +304,13 @@ def test_the_server_never_imports_torch(cls_bundle):
             "s.ServeConfig()); print(sorted(m for m in ('torch', 'transformers', 'optimum') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code, str(cls_bundle)], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_unit_is_valid(tmp_path):
+    text = (Path(__file__).parent.parent / "pi" / "edgeft-serve.service").read_text()
+    assert "Restart=on-failure" in text and "ExecStart=/home/pi/edgeft-venv/bin/edgeft serve /home/pi/bundle" in text
+    unit = tmp_path / "edgeft-serve.service"  # this machine's edgeft in place of the Pi's venv
+    unit.write_text(text.replace("/home/pi/edgeft-venv/bin/edgeft", shutil.which("edgeft") or sys.executable))
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
