@@ -18,18 +18,22 @@ Routes, chosen by measurement on SmolLM2-135M (2-vCPU Xeon, 1 thread; benchmarks
 
 INT4 is weight-only block-wise (32) ``MatMulNBits``. Measured perplexity on 8 SQuAD test contexts
 (FP32 20.17): RTN 27.3 (onnxruntime-genai's int4, +35 %), ORT's default asymmetric 26.0 with an
-FP32 LM head; HQQ 20.17 (+0.0 %), but HQQ's float zero points take onnxruntime's slow MatMulNBits
-path (5 tok/s). SmolLM2's weights come from a Q4_1 GGUF (asymmetric 4-bit, blocks of 32 along the
-input dimension): exactly the grid HQQ finds. So ``hqq`` keeps HQQ's codes and scales with integer
-zero points of 0 (the fast path) and adds the float offset back as one small FP32 MatMul per
-projection on the block sums of its input: w = s*q + m, x.w = s*(x.q) + sum_blocks(x)*m. GPTQ
-(ORT's ``gptq_quantize``) ran ~80 min for this model on 2 cores: not offered. The tied embedding
-reads the LM head's int4 codes (GatherBlockQuantized) plus the offsets, as the builder shares it.
+FP32 LM head; HQQ's float zero points take onnxruntime's slow MatMulNBits path (5 tok/s). SmolLM2's
+projections come from a Q4_1 GGUF (asymmetric 4-bit, blocks of 32 along the input dimension): the
+grid HQQ finds. So ``hqq`` keeps HQQ's codes and scales with MatMulNBits' default zero point 8 (the
+fast path, no zero-point table) and adds the float offset back as one small FP32 MatMul per projection
+on the block sums of its input: w = s*(q - z) = s*(q - 8) + o, x.w = s*(x.(q - 8)) + sum_blocks(x)*o.
+Scales and offsets are stored fp16 (the GGUF's precision) and cast once when the session folds
+constants. The tied embedding/LM head (Q8_0 in the GGUF) is the rest of the loss at 4 bits (+12.5 %
+on 4 contexts), so by default it is 8-bit symmetric MatMulNBits (blocks of 64) and the embedding
+reads the same codes (GatherBlockQuantized): 14 MB more, -0.3 % (``_int8_head``). GPTQ (ORT's
+``gptq_quantize``) ran ~80 min for this model on 2 cores: not offered.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -60,6 +64,9 @@ class ExportLMConfig:
     int4_method: str = setting("hqq", "INT4 algorithm: hqq (best measured), rtn (round to nearest).",
                                choices=("hqq", "rtn"))
     block_size: int = setting(32, "Weights per quantization block along the input dimension.", choices=(16, 32, 64, 128))
+    int4_head: str = setting("int8", "INT4 bundles: the LM head and tied embedding at int8 (accurate) or int4 (smaller).",
+                             choices=("int8", "int4"))
+    head_block: int = setting(64, "Weights per block of the int8 LM head.", choices=(32, 64, 128))
     accuracy_level: int = setting(4, "MatMulNBits compute: 4 = int8 activations (fastest), 1 = fp32.", choices=(0, 1, 2, 3, 4))
     route: str = setting("auto", "auto: the builder for the families it knows, else the exporter.",
                          choices=("auto", "builder", "exporter"))
@@ -106,7 +113,7 @@ def export_lm(model_dir: str | Path, out: str | Path, cfg: ExportLMConfig = Expo
         fp32 = _build_builder(model_dir, tmp / "fp32") if route == "builder" else _build_exporter(torch_model, tmp / "fp32")
         spec = _spec(fp32, config, hf_tok, ctx, route)
         tok_file = tmp / "tokenizer.json"
-        hf_tok.backend_tokenizer.save(str(tok_file))
+        hf_tok.backend_tokenizer.save(str(tok_file), pretty=False)  # SmolLM2: 1.6 MB instead of 3.5 MB indented
         build_s = time.perf_counter() - t0
         progress(f"checking parity with PyTorch ({cfg.parity_prompts} prompts x {cfg.parity_tokens} greedy tokens)")
         ref = _generator(fp32, spec, tok_file)
@@ -278,13 +285,19 @@ def quantize_lm(fp32: Path, out: Path, cfg: ExportLMConfig) -> Path:
     else:
         algo = mq.DefaultWeightOnlyQuantConfig(block_size=cfg.block_size, is_symmetric=False,
                                                accuracy_level=cfg.accuracy_level, bits=bits)
+    head = next((n for n in model.graph.node if n.op_type == "MatMul" and "logits" in n.output), None)
+    consts = {i.name for i in model.graph.initializer}
+    int8_head = bits == 4 and cfg.int4_head == "int8" and head is not None and head.input[1] in consts
     q = mq.MatMulNBitsQuantizer(model, bits=bits, block_size=cfg.block_size, is_symmetric=False,
-                                accuracy_level=cfg.accuracy_level, algo_config=algo)
+                                accuracy_level=cfg.accuracy_level, algo_config=algo,
+                                nodes_to_exclude=[head.name] if int8_head else [])
     _quiet_ort_logging()
     q.process()
     model = q.model.model
     if algo.algorithm == "HQQ":
         _integer_zero_points(model, cfg.accuracy_level)
+    if int8_head:
+        _int8_head(model, head.name, cfg)
     if bits == 4:
         _share_embedding(model)
     _drop_unused(model)
@@ -323,12 +336,17 @@ def _integer_zero_points(model, accuracy_level: int) -> None:
             nodes += [helper.make_node("Reshape", [x, s + "/shape"], [s + "/blocks"], name=s + "/Reshape"),
                       helper.make_node("ReduceSum", [s + "/blocks", s + "/axes"], [s], name=s + "/ReduceSum", keepdims=0)]
             sums[x] = s
-        offset, zp, y = n.name + ".offset", n.input[3] + ".zero", n.output[0]
-        # (nb, N): w = s*q - s*z; stored fp16 (half the disk), cast to fp32 once when the session folds constants
-        extra += [nh.from_array((-scale * zero).T.astype(np.float16), offset + ".fp16"),
-                  nh.from_array(np.zeros((cols, -(-nb // 2)), np.uint8), zp)]
+        # scales fp16 on disk too (SmolLM2's Q4_1 scales are fp16 in the GGUF), (N, nb) as the embedding reads them
+        extra.append(nh.from_array(scale.astype(np.float16), n.input[2] + ".fp16"))
+        casts.append(helper.make_node("Cast", [n.input[2] + ".fp16"], [n.input[2] + ".f32"], name=n.name + "/ScaleCast", to=1))
+        n.input[2] = n.input[2] + ".f32"
+        offset, y = n.name + ".offset", n.output[0]
+        # (nb, N): w = s*(q - z) = s*(q - 8) + s*(8 - z): no zero-point input (MatMulNBits' default 8, 2.1 MB
+        # less than a table of zeros); stored fp16 (half the disk), cast to fp32 once when constants fold
+        extra.append(nh.from_array((scale * (8 - zero)).T.astype(np.float16), offset + ".fp16"))
         casts.append(helper.make_node("Cast", [offset + ".fp16"], [offset], name=n.name + "/OffsetCast", to=1))
-        n.input[3], n.output[0] = zp, y + "/codes"
+        del n.input[3:]
+        n.output[0] = y + "/codes"
         for attr in [x for x in n.attribute if x.name == "accuracy_level"]:
             n.attribute.remove(attr)
         # The LM head keeps fp32 activations: int8 ones there cost +10 % perplexity on SmolLM2 (22.7 vs 20.6).
@@ -338,6 +356,38 @@ def _integer_zero_points(model, accuracy_level: int) -> None:
     g.ClearField("node")
     g.node.extend(casts + nodes)  # the casts first: the shared embedding reads the LM head's offsets too
     g.initializer.extend(extra)
+
+
+def _int8_head(model, name: str, cfg: ExportLMConfig) -> None:
+    """The LM head (and so the tied embedding) as 8-bit symmetric MatMulNBits, blocks of ``cfg.head_block``.
+
+    SmolLM2's tied table is Q8_0 in its GGUF (8-bit, blocks of 32): at 4 bits (HQQ) it cost +12.5 %
+    perplexity on 4 SQuAD test contexts (16.30 vs FP32 14.48), at 8 bits in blocks of 64 -0.3 % (14.44);
+    14 MB more, paid for by fp16 scales and no zero-point tables (module docstring).
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper as nh
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    node = next(n for n in g.node if n.name == name)
+    w = nh.to_array(inits[node.input[1]]).astype(np.float32)  # (K, N)
+    k, cols = w.shape
+    bs = math.gcd(k, cfg.head_block)  # smaller blocks for a hidden size --head-block does not divide
+    if bs < 16:
+        raise ModelError(f"hidden size {k} is not a multiple of 16; use --int4-head int4")
+    blocks = w.T.reshape(cols, k // bs, bs)  # (N, nb, bs)
+    scale = (np.abs(blocks).max(-1) / 127).astype(np.float16)  # (N, nb), fp16 on disk
+    sc = np.where(scale == 0, 1, scale.astype(np.float32))[..., None]
+    codes = (np.clip(np.round(blocks / sc), -127, 127) + 128).astype(np.uint8)  # default zero point 128
+    base = name.replace("/", "_").strip("_")
+    g.initializer.extend([nh.from_array(codes, base + ".q8"), nh.from_array(scale, base + ".scales_fp16")])
+    g.node.insert(0, helper.make_node("Cast", [base + ".scales_fp16"], [base + ".scales"], name=name + "/ScaleCast", to=1))
+    # int8 activations too: with fp32 ones (accuracy_level 1) the 8-bit head took a slow path (10 vs 61 tok/s)
+    q8 = helper.make_node("MatMulNBits", [node.input[0], base + ".q8", base + ".scales"], list(node.output),
+                          name=name + "_Q8", domain="com.microsoft", K=k, N=cols, bits=8, block_size=bs,
+                          accuracy_level=cfg.accuracy_level)
+    node.CopyFrom(q8)
 
 
 def _share_embedding(model) -> None:
@@ -358,14 +408,17 @@ def _share_embedding(model) -> None:
     k, vocab, bs = a["K"], a["N"], a["block_size"]
     nb = -(-k // bs)
     inits = {i.name: i for i in g.initializer}
-    scales = nh.from_array(nh.to_array(inits[head.input[2]]).reshape(vocab, nb), head.input[2] + ".rows")
+    # One (vocab, nb) scale table for both: MatMulNBits takes it 2-D as well as flat (3.5 MB not stored twice)
+    scales, bits = head.input[2], a["bits"]
+    if scales in inits:
+        inits[scales].CopyFrom(nh.from_array(nh.to_array(inits[scales]).reshape(vocab, nb), scales))
     e, y = "/model/embed_tokens", gather.output[0]
-    extra = [scales, nh.from_array(np.array([vocab, nb * bs // 2], np.int64), e + "/codes_shape")]
+    extra = [nh.from_array(np.array([vocab, nb * bs * bits // 8], np.int64), e + "/codes_shape")]
     offset = next((n.input[1] for n in g.node if n.name == head.name + "/Offset"), None)
     codes_out = y if offset is None else e + "/codes"
     nodes = [helper.make_node("Reshape", [head.input[1], e + "/codes_shape"], [e + "/packed"], name=e + "/Reshape"),
-             helper.make_node("GatherBlockQuantized", [e + "/packed", gather.input[1], scales.name, head.input[3]],
-                              [codes_out], name=e + "/GatherBlockQuantized", domain="com.microsoft", bits=4,
+             helper.make_node("GatherBlockQuantized", [e + "/packed", gather.input[1], scales, *head.input[3:4]],
+                              [codes_out], name=e + "/GatherBlockQuantized", domain="com.microsoft", bits=bits,
                               block_size=bs, gather_axis=0, quantize_axis=1)]
     if offset is not None:  # + the HQQ offsets of each row's blocks, repeated over the block: (b, s, nb) → (b, s, K)
         extra += [nh.from_array(np.array([-1], np.int64), e + "/axes"),
@@ -380,7 +433,7 @@ def _share_embedding(model) -> None:
     if nb * bs != k:
         raise ModelError(f"hidden size {k} is not a multiple of --block-size {bs}; choose a block size dividing it")
     rest = [n for n in g.node if n is not gather and n.output[0] != gather.input[0]]
-    casts = [n for n in rest if n.op_type == "Cast" and n.name.endswith("/OffsetCast")]
+    casts = [n for n in rest if n.op_type == "Cast" and n.input[0] in inits]  # fp16 constants → fp32, first
     g.ClearField("node")
     g.node.extend(casts + nodes + [n for n in rest if n not in casts])
     g.initializer.extend(extra)

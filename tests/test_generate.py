@@ -134,7 +134,9 @@ def test_runtime_generate_without_torch(lm_bundles, tmp_path):
 def test_embedded_smollm2_int4_bundle(tmp_path, embedded_lm):
     r = export_lm(embedded_lm, tmp_path / "smol", ExportLMConfig(weights="int4"), eval_texts=TEXTS)
     size = sum(f["size"] for f in r.manifest.files.values())
+    # measured: 99.79 MB (int4 projections, 8-bit tied head/embedding, tokenizer 1.6 MB), FP32 parity 4/4
     assert size <= 100e6 and r.parity["greedy_identical"] == 4
+    assert r.metrics["variant"]["change"] <= 0.10  # perplexity vs FP32: -0.2 % on 8 SQuAD test contexts
     reply = Generator.load(r.bundle).generate([{"role": "user", "content": "What is the capital of France?"}],
                                               max_new_tokens=16)
     assert "Paris" in reply.text

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # the four atomic-write copies from the other packages).
 # Generative bundles in predict/eval/bench/inspect: runtime 2100 → 2400 (runtime/generate_eval.py), edgeft 2800 → 2950
 # (cli/runtime.py: the text-generation branches of predict, eval and bench).
+# compress 3100 → 3150: the INT4 bundle's 8-bit tied LM head/embedding (compress/export_lm.py: _int8_head).
 # runtime 2400 → 2750: runtime/serve.py, `edgeft serve` (HTTP routes, the bounded queue, errors, metrics, auth).
-BUDGET = {"runtime": 2750, "compress": 3100, "train": 1100, "edgeft": 2950}  # non-blank, non-comment lines
+BUDGET = {"runtime": 2750, "compress": 3150, "train": 1100, "edgeft": 2950}  # non-blank, non-comment lines
 
 
 def code_lines(folder: Path) -> int:
