@@ -40,8 +40,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from edgeft.errors import BundleError, ConfigError, ModelError
 from edgeft.settings import check, setting
 from edgeft.stage import Progress, Splits, silent
@@ -379,8 +377,10 @@ def build(recipe: Recipe, target: Target, source: Source, out: Path, calibration
 
 # --- per-layer sensitivity -------------------------------------------------------------------------
 
-def _fake_quant(x: np.ndarray, qmin: int, qmax: int, axis: int | None, symmetric: bool) -> np.ndarray:
+def _fake_quant(x, qmin: int, qmax: int, axis: int | None, symmetric: bool):
     """Quantize-dequantize ``x`` the way ORT does: symmetric (weights) or asymmetric incl. 0 (activations)."""
+    import numpy as np  # here, not at the top: the CLI imports this module for QuantizeConfig alone
+
     reduce = tuple(i for i in range(x.ndim) if i != axis) if axis is not None else None
     if symmetric:
         scale = np.maximum(np.abs(x).max(axis=reduce, keepdims=True), 1e-12) / qmax
@@ -404,6 +404,7 @@ def sensitivity(fp32: Path, feeds: list[dict], target: Target, per_channel: bool
     Returns:
         [{"weight", "node", "sqnr_db"}] sorted from most to least sensitive (lowest SQNR first).
     """
+    import numpy as np
     import onnx
     from onnx import numpy_helper
 

@@ -12,10 +12,11 @@ from tiny_models import cue_rows
 from typer.testing import CliRunner
 
 from edgeft.cli import app
-from edgeft.compress.distill import (IGNORE, UNLABELED, DistillConfig, KDCollator, attach_teacher_logits, augment,
+from edgeft.compress.distill import (UNLABELED, DistillConfig, KDCollator, attach_teacher_logits, augment,
                                      cut_layers, distill, distillation_loss, encode_transfer, evenly_spaced,
                                      find_layers, flops_per_token, hidden_mse, layer_pairs, read_texts, run_model,
                                      transfer_set, unlabeled_examples)
+from edgeft.train.finetune import IGNORE
 from edgeft.data import TokenExample, read_dataset
 from edgeft.errors import ConfigError, DataError, ModelError
 from edgeft.stage import Splits
