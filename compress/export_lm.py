@@ -151,7 +151,7 @@ def _load(model_dir: Path):
     if not any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in config.architectures or ()):
         raise ModelError(f"{model_dir}: config.json names architectures {config.architectures}; export-lm needs a "
                          "causal LM (…ForCausalLM / …LMHeadModel); for classifiers use `edgeft export`")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True).eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
     if not getattr(tok, "is_fast", False):
         raise ModelError(f"{model_dir}: the runtime needs a fast tokenizer (tokenizer.json)")
@@ -238,8 +238,9 @@ def check_parity(model, hf_tok, gen, prompts: list[str], cfg: ExportLMConfig) ->
         with torch.no_grad():
             want = model(torch.tensor([ids])).logits[0].numpy()
             ref = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 max_new_tokens=cfg.parity_tokens, min_new_tokens=cfg.parity_tokens, do_sample=False,
-                                 pad_token_id=hf_tok.pad_token_id or 0)[0, len(ids):].tolist()
+                                 max_new_tokens=cfg.parity_tokens, do_sample=False, pad_token_id=hf_tok.pad_token_id or 0,
+                                 eos_token_id=None)[0, len(ids):].tolist()  # past EOS, as ignore_eos (min_new_tokens
+            # would forbid EOS, so a model whose argmax is EOS, any fine-tuned one, would differ there)
         got, _ = gen.forward(ids, gen.empty_cache())
         diffs.append(float(np.abs(got - want).max()))
         ours = gen.generate(ids, max_new_tokens=cfg.parity_tokens, ignore_eos=True).token_ids

@@ -66,7 +66,8 @@ def violations(path: Path) -> list[str]:
         if func == "torch.load" and keyword(call, "weights_only") is not True:
             found.append(f"{where(call)}: torch.load without weights_only=True")
         if func.endswith("from_pretrained") and not any(k in func for k in ("Config", "Tokenizer")):
-            if keyword(call, "use_safetensors") is not True:
+            gguf = any(k.arg == "gguf_file" for k in call.keywords)  # a GGUF file holds tensors only, no pickle
+            if keyword(call, "use_safetensors") is not True and not gguf:
                 found.append(f"{where(call)}: {func}(...) without use_safetensors=True (would accept pickled .bin)")
         if keyword(call, "trust_remote_code") is True:
             found.append(f"{where(call)}: trust_remote_code=True hard-coded (must come from --trust-remote-code)")
