@@ -83,7 +83,8 @@ TAMPER_CASES = [
     ("json-list", lambda b: (b / "edgeft.json").write_text("[1, 2]"), "must hold a JSON object, not list"),
     ("key-missing", lambda b: rewrite_manifest(b, pad_token_id=None), "incomplete: missing pad_token_id"),
     ("bad-types", lambda b: rewrite_manifest(b, max_length="64", task="summarization"),
-     ("task 'summarization' is not one of ['text-classification', 'token-classification', 'question-answering']; "
+     ("task 'summarization' is not one of ['text-classification', 'token-classification', 'question-answering', "
+      "'text-generation']; "
       "max_length must be an integer > 1, not '64'")),
     ("unknown-input", lambda b: rewrite_manifest(b, inputs=["input_ids", "pixel_values"]), "inputs must include"),
     ("label-removed", lambda b: rewrite_manifest(b, labels=["negative"]),
