@@ -58,6 +58,21 @@ def test_golden_build_writes_a_verified_bundle_and_a_report(golden, data_dir):
     assert f"bundle: {out / 'bundle'}" in result.output
 
 
+def test_golden_numbers_of_the_tiny_build(golden):
+    """The numbers this build gave when it was reviewed (tiny BERT, seed 42, 30 test rows), with tolerances:
+    one test row is 3.3 pt, so the metric may move by one row across library versions, not more."""
+    report = json.loads((golden[0] / "report.json").read_text())
+    fp32, int8 = report["variants"]
+    assert (report["metric"], [v["name"] for v in report["variants"]]) == ("accuracy", ["fp32", "int8"])
+    assert fp32["metric"] == pytest.approx(14 / 30, abs=1 / 30 + 1e-9)
+    assert report["pytorch_fp32"]["metric"] == pytest.approx(fp32["metric"], abs=1e-9)  # the export is faithful
+    assert int8["agreement"] >= 29 / 30 and abs(int8["metric"] - fp32["metric"]) <= 1 / 30 + 1e-9
+    assert fp32["size_mb"] == pytest.approx(0.2, abs=0.02) and int8["size_mb"] == pytest.approx(0.16, abs=0.02)
+    within = [v for v in report["variants"] if v["within_budget"]]
+    assert report["chosen"] == min(within, key=lambda v: v["latency"]["p50_ms"])["name"]  # fastest within 1 pt
+    assert report["why"].startswith(f"the fastest of {len(within)} variants within 1 pt of FP32")
+
+
 def test_recipe_toml_is_written_and_reruns_to_the_same_recipe(golden, tmp_path):
     out, _ = golden
     r = load_recipe(out / "recipe.toml")
