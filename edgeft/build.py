@@ -1,4 +1,5 @@
-"""``edgeft build``: labeled text in, a verified device bundle out — the whole pipeline on one screen.
+"""``edgeft build``: labeled text in, a verified device bundle out — the whole pipeline on one screen
+(text generation: the same start, then edgeft.build_lm).
 
     fine-tune → (distill) → (trim vocabulary) → export + parity → quantize for the target
       → evaluate every variant on the test split through the runtime → benchmark every variant
@@ -67,11 +68,17 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: 
 
     data = check_inputs(r, out, force)  # everything a user can get wrong fails here, before any training
     task = r.task or detect_task(data.train)
+    lm = task == "text-generation"  # a decoder: edgeft.build_lm's pipeline after the shared start
+    if lm:
+        from edgeft import build_lm
+
+        r = replace(recipe.resolved(task), task=task)
+        build_lm.check_lm_recipe(r)
     qa = task == "question-answering"
     cfg = r.stage_configs(r.train.length(task))  # one max_length, seed, target and budget for every stage
     if qa and r.trim_vocab == "on":
         raise ConfigError("trim_vocab = on: vocabulary trimming does not handle question answering yet; use off.")
-    plan = stages_plan(r, cfg, qa)
+    plan = build_lm.lm_plan(r) if lm else stages_plan(r, cfg, qa)
     if dry_run:
         return {"recipe": asdict(r), "data": {k: str(v) if v else None for k, v in data.files().items()}, "plan": plan}
     out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +93,8 @@ def _build(recipe: Recipe, out: Path, dry_run: bool, progress: Progress, force: 
         timings[name] = round(time.perf_counter() - t0, 1)
         return result
 
+    if lm:
+        return build_lm.build_lm(r, out, data, progress, timed, timings, started)
     # 1. fine-tune (the reference: everything is compared with this model's FP32 ONNX export)
     teacher = timed("train", lambda: stage_train(r.model, out, data, cfg["train"], progress))
     splits = data.saved(teacher / "data")  # the split the teacher was trained and scored on, for every stage
@@ -138,14 +147,13 @@ def check_inputs(r: Recipe, out: Path, force: bool = False) -> Splits:
                           "or pass --force to build into it (its other files are left alone).")
     data = data_files(r)
     train = read_dataset(data.train, task=r.task, **data.columns())
-    if train.task == "text-generation":
-        raise ConfigError(f"{data.train}: text-generation data; edgeft build makes encoder bundles for now: run "
-                          "`edgeft train --task text-generation`, then `edgeft export-lm` (README: Generative models)")
     for name in ("validation", "test"):
         if getattr(data, name):
             read_dataset(getattr(data, name), task=train.task, **data.columns())
     if not (data.validation and data.test):  # the split will work: every class is large enough
-        split_dataset(train, 0 if data.validation else 0.1, 0 if data.test else 0.1, seed=r.train.seed)
+        t = r.train
+        split_dataset(train, 0 if data.validation else t.validation_fraction, 0 if data.test else t.test_fraction,
+                      seed=t.seed)
     resolve_model(r.model, train.task)
     return data
 

@@ -1,9 +1,10 @@
 """``Recipe``: every setting of ``edgeft build`` — the build's own switches plus one section per stage.
 
 A recipe TOML holds the build-level keys at the top, the data files under ``[data]``, and the stage
-settings under ``[train]``, ``[distill]``, ``[trim]``, ``[export]`` and ``[quantize]`` — exactly the
-fields of ``TrainConfig``, ``DistillConfig``, ``TrimConfig``, ``ExportConfig`` and ``QuantizeConfig``,
-so every stage setting is reachable and none is declared twice. A recipe may be a small diff over
+settings under ``[train]``, ``[distill]``, ``[trim]``, ``[export]``, ``[quantize]`` and ``[export_lm]``
+(text generation) — exactly the fields of ``TrainConfig``, ``DistillConfig``, ``TrimConfig``,
+``ExportConfig``, ``QuantizeConfig`` and ``ExportLMConfig``, so every stage setting is reachable and
+none is declared twice. A recipe may be a small diff over
 the defaults::
 
     [train]
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from edgeft.compress.distill.config import DistillConfig
 from edgeft.compress.export import ExportConfig
+from edgeft.compress.export_lm import ExportLMConfig
 from edgeft.compress.quantize import QuantizeConfig
 from edgeft.compress.trim_vocab import TrimConfig
 from edgeft.errors import ConfigError
@@ -32,7 +34,7 @@ from edgeft.stage import Splits
 from edgeft.train.config import TrainConfig
 
 SECTIONS = {"data": Splits, "train": TrainConfig, "distill": DistillConfig, "trim": TrimConfig,
-            "export": ExportConfig, "quantize": QuantizeConfig}
+            "export": ExportConfig, "quantize": QuantizeConfig, "export_lm": ExportLMConfig}
 # Stage fields the build sets itself from one top-level value, so that all stages agree on them.
 BUILD_OWNED = {
     "train": {"task": "task", "resume": "build (a build resumes by itself)", "force": "build"},
@@ -41,7 +43,11 @@ BUILD_OWNED = {
     "export": {"max_length": "[train] max_length", "zipped": "zip"},
     "quantize": {"target": "target", "max_accuracy_drop": "max_accuracy_drop", "max_length": "[train] max_length",
                  "zipped": "zip", "seed": "[train] seed"},
+    "export_lm": {"weights": "build (one variant per weight format: fp32, int8, int4)"},
 }
+# Text-generation builds: LoRA settings measured on SmolLM2-135M (benchmarks/finetune_lm.py), used where
+# [train] leaves these at TrainConfig's defaults, which suit full fine-tuning of encoders.
+LM_TRAIN = {"epochs": 1.0, "lr": 2e-4, "batch_size": 8}
 # edgeft 0.1's flat keys → (section, key) in this format.
 FLAT_KEYS = {"data": ("data", "train"), "train": ("data", "train"), "validation": ("data", "validation"),
              "test": ("data", "test"), "text_column": ("data", "text_column"), "label_column": ("data", "label_column"),
@@ -54,16 +60,20 @@ FLAT_KEYS = {"data": ("data", "train"), "train": ("data", "train"), "validation"
 class Recipe:
     target: str = setting("arm64", "Device preset: arm64, rpi4, rpi5, android-arm64, x86_64 (edgeft targets).")
     task: str | None = same_as(TrainConfig, "task")
-    model: str | None = setting(None, "HF folder or hub id (default: the embedded all-MiniLM-L6-v2).")
+    model: str | None = setting(None, "HF folder or hub id (default: the embedded all-MiniLM-L6-v2; text generation: "
+                                 "SmolLM2-135M-Instruct).")
     optimize: str = setting("latency", "latency (fastest within budget) | size (smallest).", choices=("latency", "size"))
-    max_accuracy_drop: float = same_as(QuantizeConfig, "max_accuracy_drop")
+    max_accuracy_drop: float = same_as(QuantizeConfig, "max_accuracy_drop")  # text generation: on token F1
     distill_layers: str = setting("auto", "auto (half the teacher's layers, if it has at least 4) | off | N layers.",
                                   flag="--distill")
     trim_vocab: str = setting("auto", "auto (when the vocabulary has over 10k tokens) | on | off.",
                               choices=("auto", "on", "off"))
     bench_runs: int = setting(200, "Timed batch-1 calls per variant.", ge=1)
+    generation_runs: int = setting(5, "Text generation: timed greedy generations (128-token prompt, 64 new tokens) "
+                                   "per variant.", ge=1)
     zip: bool = setting(False, "Write DIR/bundle.zip instead of DIR/bundle/.")
-    fast: bool = setting(False, "Smoke run (a few minutes): 800 samples, 1 epoch, no distillation, dynamic INT8.")
+    fast: bool = setting(False, "Smoke run (a few minutes): 800 samples, 1 epoch, no distillation, dynamic INT8 "
+                          "(text generation: 20 PyTorch replies scored in training, 3 timed generations).")
     data: Splits = setting(help="the data files: train alone is split 80/10/10 (default: the shipped SST-2 sample)",
                            default_factory=Splits, cli=False)
     train: TrainConfig = setting(help="fine-tuning (edgeft train --help)", default_factory=TrainConfig, cli=False)
@@ -74,6 +84,8 @@ class Recipe:
     export: ExportConfig = setting(help="ONNX export (edgeft export --help)", default_factory=ExportConfig, cli=False)
     quantize: QuantizeConfig = setting(help="INT8 search (edgeft quantize --help)", default_factory=QuantizeConfig,
                                        cli=False)
+    export_lm: ExportLMConfig = setting(help="text generation: decoder export and weight quantization (edgeft export-lm "
+                                        "--help)", default_factory=ExportLMConfig, cli=False)
 
     def __post_init__(self):
         from edgeft.targets import TARGETS
@@ -88,8 +100,18 @@ class Recipe:
             problems.append("validation/test files need a train file")
         check(self, problems)
 
-    def resolved(self) -> "Recipe":
-        """The recipe as it runs: --fast shrinks the work to a smoke run of a few minutes."""
+    def resolved(self, task: str | None = None) -> "Recipe":
+        """The recipe as it runs: --fast shrinks the work to a smoke run of a few minutes; a text-generation
+        build takes LM_TRAIN where [train] keeps TrainConfig's defaults."""
+        if task == "text-generation":
+            default = TrainConfig()
+            lm = {k: v for k, v in LM_TRAIN.items() if getattr(self.train, k) == getattr(default, k)}
+            t = replace(self.train, **lm)
+            if self.fast:  # the context window stays: replies must fit; fewer replies generated per split
+                t = replace(t, epochs=1.0, max_train_samples=min(t.max_train_samples or 800, 800),
+                            generation_examples=min(t.generation_examples, 20))
+            return replace(self, train=t, generation_runs=min(self.generation_runs, 3) if self.fast else
+                           self.generation_runs)
         if not self.fast:
             return self
         t = self.train
@@ -109,6 +131,7 @@ class Recipe:
             "export": replace(self.export, max_length=max_length),
             "quantize": replace(self.quantize, target=self.target, max_accuracy_drop=self.max_accuracy_drop,
                                 max_length=max_length, seed=self.train.seed),
+            "export_lm": self.export_lm,
         }
 
     def to_toml(self, header: str = "") -> str:
@@ -257,9 +280,12 @@ def _merge(into: dict, values: dict) -> None:
 
 
 def data_files(r: Recipe) -> Splits:
-    """The recipe's data, or the shipped SST-2 sample (8,000 rows; the GLUE dev set as test)."""
+    """The recipe's data, or a shipped sample: SST-2 (8,000 rows; the GLUE dev set as test), or for
+    ``task = text-generation`` the SQuAD answer-from-the-passage pairs (400 + 100)."""
     if r.data.train:
         return r.data
     samples = Path(__file__).resolve().parent / "samples"
+    if r.task == "text-generation":
+        return replace(r.data, train=samples / "squad_answers_train.jsonl", test=samples / "squad_answers_test.jsonl")
     return replace(r.data, train=samples / "sst2_train.jsonl", test=samples / "sst2_test.jsonl")
 

@@ -115,13 +115,14 @@ def scored_tokens(generator, ex) -> tuple[list[int], list[bool]]:
 
 
 def evaluate_generation(generator, data: str | Path, max_new_tokens: int = 64, skip_bad_rows: bool = False,
-                        text_column: str = "text") -> dict:
+                        text_column: str = "text", keep_replies: bool = False) -> dict:
     """Perplexity and generation metrics of a text-generation bundle on ``data`` (edgeft.data's rows).
 
     Returns:
         {"perplexity", "loss" (mean NLL per scored token), "tokens", "n", "truncated" (rows cut to the
         context length), "skipped" (bad rows), "exact_match", "f1", "generated" (rows with a reference
-        reply), "samples" (the first 5), "seconds", "task", "data", "bundle"}.
+        reply), "samples" (the first 5), "seconds", "task", "data", "bundle"}; with ``keep_replies``, also
+        "replies" (every greedy reply, in row order: edgeft build compares variants with FP32 on them).
     """
     from edgeft.data import read_dataset
     from edgeft.squad import squad_metrics
@@ -161,6 +162,8 @@ def evaluate_generation(generator, data: str | Path, max_new_tokens: int = 64, s
         metrics["generated"] = len(asked)
         metrics["samples"] = [{"prompt": ex.prompt[-1][1] if ex.prompt else "", "reference": ex.response,
                                 "generated": reply} for ex, reply in list(zip(asked, replies))[:5]]
+        if keep_replies:
+            metrics["replies"] = replies
     return {**metrics, "truncated": truncated, "skipped": len(ds.skipped), "seconds": time.perf_counter() - t0,
             "task": "text-generation", "data": str(data), "bundle": str(generator.bundle.source)}
 

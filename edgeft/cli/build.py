@@ -27,28 +27,35 @@ def recipes_dir() -> Path:
         "  edgeft build --target arm64                        # embedded MiniLM on the shipped SST-2 sample\n\n"
         "  edgeft build --target rpi5 --data intents.csv --out runs/intents\n\n"
         "  edgeft build --recipe recipes/minilm_sst2_arm64.toml --target rpi4   # flags override the recipe\n\n"
-        "  edgeft build --target arm64 --fast --dry-run       # check inputs and print the plan"
+        "  edgeft build --target arm64 --fast --dry-run       # check inputs and print the plan\n\n"
+        "  edgeft build --task text-generation --target rpi5  # embedded SmolLM2 on the shipped SQuAD answer pairs"
     ),
 )
 @config_options(given_only=True, top=Recipe)
 def build_command(
     out: Optional[Path] = typer.Option(None, help="Build folder (default runs/<target>): bundle/, report.md/json/png, recipe.toml, stages/."),
-    data: Optional[str] = typer.Option(None, help="One labeled file, split 80/10/10 (default: the shipped SST-2 sample)."),
+    data: Optional[str] = typer.Option(None, help="One labeled file, split 80/10/10 (default: the shipped SST-2 sample; "
+                                               "--task text-generation: the SQuAD answer pairs)."),
     train: Optional[str] = typer.Option(None, "--train", help="Training file (use with --validation/--test instead of --data)."),
     validation: Optional[str] = typer.Option(None, help="Validation file (quantization search, early stopping)."),
     test: Optional[str] = typer.Option(None, help="Test file (every variant is scored on it)."),
     recipe: Optional[Path] = typer.Option(None, help="A recipe TOML (edgeft recipes list); flags override its values."),
-    epochs: Optional[float] = typer.Option(None, help="Fine-tuning epochs (default 3; the same as --set train.epochs=N)."),
+    epochs: Optional[float] = typer.Option(None, help="Fine-tuning epochs (default 3, text generation 1; the same as "
+                                                "--set train.epochs=N)."),
     max_train_samples: Optional[int] = typer.Option(None, help="Use only N training examples (--set train.max_train_samples=N)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", metavar="SECTION.KEY=VALUE",
                                              help="Any recipe setting, e.g. --set train.max_grad_norm=0 --set "
                                                   "quantize.calibration_rows=256 (repeatable; sections: data, train, "
-                                                  "distill, trim, export, quantize)."),
+                                                  "distill, trim, export, quantize, export_lm)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate data, model, target and recipe; print the plan; run nothing."),
     force: bool = typer.Option(False, "--force", help="Build into a non-empty folder that is not a build folder."),
     given: dict = None,
 ):
-    """Labeled text → fine-tuned, compressed, verified device bundle, with a report of every variant."""
+    """Labeled text → fine-tuned, compressed, verified device bundle, with a report of every variant.
+
+    Text generation (--task text-generation, or prompt/response data): LoRA, then FP32/INT8/INT4 decoders;
+    the budget (--max-accuracy-drop) is then on the token F1 of greedy test replies (plain text: perplexity).
+    """
     from edgeft.cli import fail
     from edgeft.recipe import load_recipe
 
