@@ -11,8 +11,12 @@
 # first prediction) and peak memory come from fresh processes. A Pi slows down when hot (over 80 °C)
 # or underpowered: the firmware's throttling flags are recorded before and after, with a warning.
 #
+# A text-generation bundle (`edgeft export-lm`) is timed instead on a 128-token prompt and 64 greedy
+# tokens: time to first token, prefill and decode tokens/s, peak memory, 5 runs per thread count.
+#
 # Settings: EDGEFT (the edgeft command, as in run.sh), THREADS (default 1,…,min(4, cores)),
-# RUNS, WARMUP, SEQ_LEN (default real), BATCH (default 1), DATA (a .txt/.jsonl of your own sentences).
+# RUNS, WARMUP, SEQ_LEN (default real), BATCH (default 1), DATA (a .txt/.jsonl of your own sentences);
+# text generation: PROMPT_TOKENS (default 128), NEW_TOKENS (default 64), RUNS (default 5), WARMUP (1).
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
@@ -39,8 +43,15 @@ throttled() {  # the Pi firmware's flags: 0x0 = never throttled or under-voltage
 }
 mkdir -p "$out"
 before=$(throttled)
-"$edgeft" bench "$bundle" --threads "$threads" --batch "${BATCH:-1}" --seq-len "${SEQ_LEN:-real}" \
-    --runs "${RUNS:-300}" --warmup "${WARMUP:-30}" "${data[@]}" --json "$out/bench.json" --markdown "$out/bench.md"
+if grep -q '"task": "text-generation"' "$bundle/edgeft.json" 2>/dev/null; then
+    # a decoder: time to first token of a PROMPT_TOKENS prompt, prefill and decode tokens/s, peak memory
+    "$edgeft" bench "$bundle" --threads "$threads" --prompt-tokens "${PROMPT_TOKENS:-128}" \
+        --new-tokens "${NEW_TOKENS:-64}" --runs "${RUNS:-5}" --warmup "${WARMUP:-1}" \
+        --json "$out/bench.json" --markdown "$out/bench.md"
+else
+    "$edgeft" bench "$bundle" --threads "$threads" --batch "${BATCH:-1}" --seq-len "${SEQ_LEN:-real}" \
+        --runs "${RUNS:-300}" --warmup "${WARMUP:-30}" "${data[@]}" --json "$out/bench.json" --markdown "$out/bench.md"
+fi
 after=$(throttled)
 printf '\n- throttling before: %s\n- throttling after: %s\n' "$before" "$after" >> "$out/bench.md"
 case "$before $after" in

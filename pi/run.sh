@@ -7,14 +7,17 @@
 #   pi/run.sh ~/bundle --follow /var/lib/edgeft/inbox.txt       # lines appended to a file, until stopped
 #                                                                 (the systemd example: edgeft-classify.service)
 # Output lines (files, stdin, --follow): {"line", "label", "score", "scores", "truncated"}; NER bundles
-# give {"line", "entities": [...], "truncated"}. Any other `edgeft predict` option passes through.
+# give {"line", "entities": [...], "truncated"}; text-generation bundles reply to each prompt (a .txt line,
+# a .jsonl {"prompt"} or {"messages": [...]} row) with {"line", "text", "finish_reason", ...}, e.g.
+#   pi/run.sh ~/lm "Tell me a joke" --max-new-tokens 64
+# Any other `edgeft predict` option passes through.
 #
 # Settings: EDGEFT (the edgeft command; default ~/edgeft-venv/bin/edgeft, else edgeft on PATH),
 # THREADS (onnxruntime threads; default: the physical cores, at most 4).
 set -euo pipefail
 
 usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 [ $# -ge 2 ] || usage

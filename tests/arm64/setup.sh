@@ -80,9 +80,14 @@ cpuinfo() {  # $1: cortex-a72 | cortex-a76
 for cpu in "${CPUS[@]}"; do
     dir=$ROOT/cpu/$cpu
     mkdir -p "$dir/proc"
+    # Not tmp: qemu resolves a guest path under the prefix first, so a guest's realpath("/tmp/x") would
+    # follow the prefix's tmp symlink to /root/tmp/x, which does not exist, and onnxruntime (which
+    # canonicalises a model's folder before reading its external data) refuses the model. Without the
+    # link, guest /tmp is the host's /tmp, where the tests' bundles are.
+    rm -f "$dir/tmp"
     for entry in "$ROOT"/root/*; do
         name=$(basename "$entry")
-        [ "$name" = proc ] || ln -sfn "../../root/$name" "$dir/$name"
+        [ "$name" = proc ] || [ "$name" = tmp ] || ln -sfn "../../root/$name" "$dir/$name"
     done
     cpuinfo "$cpu" > "$dir/proc/cpuinfo"
 done
