@@ -1,0 +1,263 @@
+"""`edgeft serve` under load: N concurrent clients against the real server process, against a single
+in-process loop of ``Predictor.predict`` over the same texts.
+
+    python benchmarks/serve.py runs/arm64/bundle                       # concurrency 1, 8, 64; 20 s each
+    python benchmarks/serve.py --make-bundle runs/serve-minilm         # build the INT8 MiniLM first, then run
+    python benchmarks/serve.py BUNDLE --seconds 10 --concurrency 1 8 64 --threads 1 --queue 32
+
+The texts are the 872 SST-2 dev sentences (../shared/datasets/sst2/validation.jsonl, else the copy in
+edgeft/samples). In order:
+1. the reference: one Predictor in this process, ``predict([text])`` for every text once (each text's
+   answer alone), then the same loop for ``--seconds`` → texts/s;
+2. cold start, ``--cold`` times: ``python -m edgeft serve BUNDLE`` started → first 200 on /healthz;
+3. one server process (``--threads``, ``--queue``); for each concurrency C, C clients on C keep-alive
+   connections (asyncio, raw HTTP/1.1: the load generator must cost the 2 cores as little as
+   possible) each send one text per request, walking the pool from their own offset, for
+   ``--seconds``. Reported per C: requests/s, p50/p99 latency of the 200s, 503s (with Retry-After),
+   other errors, timeouts (no answer within ``--timeout`` s), the server's RSS before and after (VmRSS of
+   its process) and the answers that differ from the text's answer alone (label, score, every
+   probability, exactly).
+
+``--make-bundle DIR`` builds the bundle first (needs the train extra and the embedded MiniLM): the
+embedded all-MiniLM-L6-v2 with a seeded random 2-label head (speed and batching do not depend on
+the head), quantized with the recipe `edgeft build --target arm64` chooses (fused-ln-emb: dynamic
+INT8, one text per model call), as tests/test_batch_invariance.py does.
+
+Prints a table and writes benchmarks/results/serve.json (or --out). Linux only (/proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgeft.writable import write_json
+
+HERE = Path(__file__).resolve().parent
+DATA = [HERE.parent.parent / "shared" / "datasets" / "sst2" / "validation.jsonl", HERE.parent / "edgeft" / "samples" / "sst2_test.jsonl"]
+
+
+def texts() -> list[str]:
+    path = next(p for p in DATA if p.is_file())
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return 0.0
+
+
+def percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
+
+
+def make_bundle(out: Path) -> Path:
+    """The embedded MiniLM, random 2-label head, fused-ln-emb INT8 (module docstring); returns the bundle."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from edgeft.compress import quantize as q
+    from edgeft.compress.quantize import RECIPES, QuantizeConfig
+    from edgeft.stage import Splits
+    from edgeft.train.model_source import embedded_model_dir
+
+    src = embedded_model_dir()
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(src, num_labels=2, id2label={0: "negative", 1: "positive"},
+                                                          label2id={"negative": 0, "positive": 1})
+    model.save_pretrained(out / "hf")
+    AutoTokenizer.from_pretrained(src).save_pretrained(out / "hf")
+    q.plan = lambda cfg, target: [RECIPES["fused-ln-emb"]]  # only the candidate the arm64 build chooses
+    return q.quantize(out / "hf", out / "int8", Splits(validation=HERE.parent / "tests" / "data" / "sst2_300.jsonl"),
+                      QuantizeConfig(target="arm64", timing_rounds=1, timing_calls=3)).bundle
+
+
+def in_process(bundle: Path, pool: list[str], threads: int, seconds: float) -> tuple[dict[str, dict], dict]:
+    """(each text's answer alone, {"texts_per_s", "p50_ms", "p99_ms"} of a predict([text]) loop)."""
+    from edgeft.runtime.predictor import Predictor
+
+    p = Predictor.load(bundle, threads=threads)
+    alone = {t: p.predict([t])[0].to_dict() for t in pool}
+    times, i, end = [], 0, time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        p.predict([pool[i % len(pool)]])
+        times.append(time.perf_counter() - t0)
+        i += 1
+    wall = time.perf_counter() - start
+    return alone, {"texts_per_s": i / wall, "p50_ms": percentile(times, 0.5) * 1e3, "p99_ms": percentile(times, 0.99) * 1e3}
+
+
+def start_server(bundle: Path, threads: int, queue: int) -> tuple[subprocess.Popen, int, float]:
+    """(process, port, seconds from start to the first 200 on /healthz)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeft", "serve", str(bundle), "--port", "0", "--threads", str(threads),
+                             "--queue", str(queue)], stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()  # "serving … on http://127.0.0.1:PORT: …"
+    if " on http://" not in line:
+        raise SystemExit(f"the server did not start: {line}{proc.stderr.read()}")
+    port = int(line.split(" on http://127.0.0.1:")[1].split(":")[0])
+    asyncio.run(_until_healthy(port))
+    return proc, port, time.perf_counter() - t0
+
+
+async def _until_healthy(port: int) -> None:
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.005)
+            continue
+        writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        status, _, _ = await _response(reader)
+        writer.close()
+        if status == 200:
+            return
+
+
+async def _response(reader) -> tuple[int, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return int(lines[0].split()[1]), headers, body
+
+
+async def load(port: int, pool: list[str], concurrency: int, seconds: float, timeout: float) -> dict:
+    """``concurrency`` clients for ``seconds``; every answer kept for the comparison."""
+    stats = {"ok": [], "busy": 0, "retry_after": 0, "errors": 0, "timeouts": 0}
+    answers: list[tuple[str, dict]] = []
+    end = time.perf_counter() + seconds
+
+    async def client(k: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = k * (len(pool) // concurrency)
+        while time.perf_counter() < end:
+            text = pool[i % len(pool)]
+            i += 1
+            body = json.dumps({"texts": [text]}).encode()
+            writer.write(b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            t0 = time.perf_counter()
+            try:
+                status, headers, raw = await asyncio.wait_for(_response(reader), timeout)
+            except asyncio.TimeoutError:
+                stats["timeouts"] += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            if status == 200:
+                stats["ok"].append(time.perf_counter() - t0)
+                answers.append((text, json.loads(raw)["results"][0]))
+            elif status == 503:
+                stats["busy"] += 1
+                stats["retry_after"] += "retry-after" in headers
+                await asyncio.sleep(0.05)  # a polite client backs off (the header says 1 s; this keeps the pressure on)
+            else:
+                stats["errors"] += 1
+        writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(concurrency)))
+    wall = time.perf_counter() - start
+    ok = stats.pop("ok")
+    return {**stats, "requests_ok": len(ok), "requests_per_s": len(ok) / wall, "p50_ms": percentile(ok, 0.5) * 1e3,
+            "p99_ms": percentile(ok, 0.99) * 1e3, "answers": answers}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bundle", type=Path, nargs="?")
+    ap.add_argument("--make-bundle", type=Path, help="build the INT8 MiniLM bundle in this folder first")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    ap.add_argument("--seconds", type=float, default=20.0, help="per concurrency level, and for the in-process loop")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads, server and in-process loop alike")
+    ap.add_argument("--queue", type=int, default=32, help="the server's --queue")
+    ap.add_argument("--timeout", type=float, default=10.0, help="a request unanswered this long is a timeout")
+    ap.add_argument("--cold", type=int, default=5, help="cold starts to time")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
+    args = ap.parse_args()
+    bundle = make_bundle(args.make_bundle) if args.make_bundle else args.bundle
+    if bundle is None:
+        ap.error("give a BUNDLE or --make-bundle DIR")
+    pool = texts()
+
+    alone, loop = in_process(bundle, pool, args.threads, args.seconds)
+    print(f"in-process loop: {loop['texts_per_s']:.1f} texts/s, p50 {loop['p50_ms']:.2f} ms", file=sys.stderr)
+    cold = []
+    for _ in range(args.cold):
+        proc, _, seconds = start_server(bundle, args.threads, args.queue)
+        proc.terminate()
+        proc.wait(30)
+        cold.append(seconds)
+    print(f"cold start: median {statistics.median(cold) * 1e3:.0f} ms", file=sys.stderr)
+
+    proc, port, _ = start_server(bundle, args.threads, args.queue)
+    rows = []
+    try:
+        for c in args.concurrency:
+            before = rss_mb(proc.pid)
+            r = asyncio.run(load(port, pool, c, args.seconds, args.timeout))
+            after = rss_mb(proc.pid)
+            answers = r.pop("answers")
+            differ = sum(a != alone[t] for t, a in answers)
+            rows.append({"concurrency": c, **r, "differ_from_alone": differ, "rss_before_mb": before, "rss_after_mb": after,
+                         "rss_growth": (after - before) / before,
+                         "throughput_vs_loop": r["requests_per_s"] / loop["texts_per_s"]})
+            print(f"concurrency {c}: {r['requests_per_s']:.1f} req/s", file=sys.stderr)
+        metrics = asyncio.run(_get(port, "/metrics")).decode()
+    finally:
+        proc.terminate()
+        rc = proc.wait(30)
+    model = json.loads(Path(bundle, "edgeft.json").read_text())
+    result = {"machine": _machine(), "bundle": {"path": Path(bundle).name, "batching": model.get("batching"),
+                                                "quantization": model.get("quantization", {}).get("candidate")},
+              "threads": args.threads, "queue": args.queue, "seconds": args.seconds, "texts": len(pool),
+              "in_process_loop": loop, "cold_start_ms": [c * 1e3 for c in cold],
+              "cold_start_ms_median": statistics.median(cold) * 1e3, "rows": rows, "sigterm_exit_code": rc,
+              "server_model_calls": _metric(metrics, "edgeft_model_calls_total"),
+              "server_texts": _metric(metrics, "edgeft_texts_total")}
+    write_json(args.out, result)
+    print(f"\nin-process loop of Predictor.predict: {loop['texts_per_s']:.1f} texts/s (p50 {loop['p50_ms']:.2f} ms, "
+          f"p99 {loop['p99_ms']:.2f} ms); cold start median {result['cold_start_ms_median']:.0f} ms "
+          f"(min {min(cold) * 1e3:.0f}, max {max(cold) * 1e3:.0f}); threads {args.threads}, queue {args.queue}")
+    print("| clients | req/s | vs loop | p50 ms | p99 ms | 503 | other errors | timeouts | ≠ alone | RSS before → after MB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['concurrency']} | {r['requests_per_s']:.1f} | {r['throughput_vs_loop']:.0%} | {r['p50_ms']:.2f} | "
+              f"{r['p99_ms']:.2f} | {r['busy']} | {r['errors']} | {r['timeouts']} | {r['differ_from_alone']} of "
+              f"{r['requests_ok']} | {r['rss_before_mb']:.1f} → {r['rss_after_mb']:.1f} ({r['rss_growth']:+.1%}) |")
+    print(f"wrote {args.out}")
+
+
+async def _get(port: int, path: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
+    _, _, body = await _response(reader)
+    writer.close()
+    return body
+
+
+def _metric(text: str, name: str) -> float:
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), float("nan"))
+
+
+def _machine() -> dict:
+    from edgeft.runtime.bench import machine_info
+
+    return {**machine_info(), "load_average": os.getloadavg()}
+
+
+if __name__ == "__main__":
+    main()
