@@ -4,13 +4,12 @@ the report, a verified bundle that generates, cached stages on a rerun, the dry-
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-from tiny_models import make_tiny_lm
+from tiny_models import make_tiny_lm, repeat_pairs
 from typer.testing import CliRunner
 
 from edgeft.build_lm import LMVariant, choose_lm, judge
@@ -18,17 +17,6 @@ from edgeft.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-WORDS = "the a movie film story plot actors scene was is and it of to with this that".split()
-
-
-def repeat_pairs(path: Path, n: int = 40, seed: int = 0) -> Path:
-    """'repeat film' → 'film film': a few dozen prompt/response rows a tiny model learns from."""
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for _ in range(n):
-            w = rng.choice(WORDS)
-            f.write(json.dumps({"prompt": f"repeat {w}", "response": f"{w} {w}"}) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")

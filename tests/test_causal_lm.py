@@ -8,7 +8,7 @@ import random
 import re
 
 import pytest
-from tiny_models import TINY_CHAT_TEMPLATE, make_tiny_lm
+from tiny_models import TINY_CHAT_TEMPLATE, WORDS, make_tiny_lm, repeat_pairs
 
 from edgeft.data import GenerationExample, read_dataset
 from edgeft.errors import ConfigError, DataError
@@ -17,7 +17,6 @@ from edgeft.train.causal_lm import FALLBACK_TEMPLATE, IGNORE, encode_lm, evaluat
 from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import finetune
 
-WORDS = "the a movie film story plot actors scene was is and it of to with this that".split()
 FAST = dict(epochs=4, batch_size=8, lr=3e-2, patience=0, precision="fp32", max_new_tokens=4, lora_r=8)
 
 
@@ -27,15 +26,6 @@ def lms(tmp_path_factory):
     root = tmp_path_factory.mktemp("lms")
     return {"llama": make_tiny_lm(root / "llama", "llama"), "gpt2": make_tiny_lm(root / "gpt2", "gpt2", chat_template=False)}
 
-
-def repeat_pairs(path, n=40, seed=0):
-    """'repeat film' → 'film film': a tiny model learns it in a few dozen steps."""
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for _ in range(n):
-            w = rng.choice(WORDS)
-            f.write(json.dumps({"prompt": f"repeat {w}", "response": f"{w} {w}"}) + "\n")
-    return path
 
 
 def tokenizer(path):

@@ -127,8 +127,8 @@ TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'
 
 
 def make_tiny_lm(out_dir: str | Path, arch: str = "llama", chat_template: bool = True, seed: int = 0,
-                 init_range: float = 0.3) -> Path:
-    """Write a tiny random causal LM folder (2 layers, 32 wide, 128 positions) and return its path.
+                 init_range: float = 0.3, positions: int = 128) -> Path:
+    """Write a tiny random causal LM folder (2 layers, 32 wide, ``positions`` long) and return its path.
 
     The tokenizer is the shared WordPiece one without the [CLS] … [SEP] wrapping (a decoder reads text as
     is), EOS = [SEP]; ``chat_template`` adds <|system|>/<|user|>/<|assistant|> tokens and a template, else
@@ -147,16 +147,29 @@ def make_tiny_lm(out_dir: str | Path, arch: str = "llama", chat_template: bool =
     ids = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3, initializer_range=init_range)
     if arch == "llama":
         config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128, **ids)
+                             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=positions, **ids)
     elif arch == "gpt2":
-        config = GPT2Config(vocab_size=tok.get_vocab_size(), n_embd=32, n_layer=2, n_head=2, n_positions=128, **ids)
+        config = GPT2Config(vocab_size=tok.get_vocab_size(), n_embd=32, n_layer=2, n_head=2, n_positions=positions, **ids)
     else:
         raise ValueError(f"unknown arch {arch!r}; choose from {LM_ARCHS}")
     torch.manual_seed(seed)
     AutoModelForCausalLM.from_config(config).save_pretrained(out)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="[CLS]",
-                                   eos_token="[SEP]", model_max_length=128)
+                                   eos_token="[SEP]", model_max_length=positions)
     if chat_template:
         fast.chat_template = TINY_CHAT_TEMPLATE
     fast.save_pretrained(out)
     return out
+
+
+WORDS = "the a movie film story plot actors scene was is and it of to with this that".split()
+
+
+def repeat_pairs(path: Path, n: int = 40, seed: int = 0) -> Path:
+    """'repeat film' → 'film film': prompt/response rows a tiny causal LM learns in a few dozen steps."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            w = rng.choice(WORDS)
+            f.write(json.dumps({"prompt": f"repeat {w}", "response": f"{w} {w}"}) + "\n")
+    return path
