@@ -5,8 +5,9 @@
 
 Routes: ``POST /v1/predict`` (``{"texts": [...]}``; QA: ``{"question", "context"}`` or ``{"pairs": [...]}``,
 answered ``{"results": [<the Python API's to_dict()>, ...]}``), ``GET /v1/model`` (the manifest's public
-part), ``GET /healthz``, ``GET /metrics`` (Prometheus text). Text-generation bundles are not served
-yet (``edgeft generate`` / ``edgeft chat`` run them).
+part), ``GET /healthz``, ``GET /metrics`` (Prometheus text). Text-generation bundles get the
+OpenAI-compatible ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` instead of
+/v1/predict (edgeft.runtime.serve_openai).
 
 One model, one worker thread: every request waits in one bounded queue (``--queue``: waiting or
 running; one more is answered 503 with Retry-After, so a burst never builds a backlog the device
@@ -110,10 +111,15 @@ def load_model(bundle: str | Path, cfg: ServeConfig) -> Model:
     from edgeft.runtime.predictor import Predictor
 
     if _peek_task(Path(bundle)) == "text-generation":
-        raise ConfigError(f"{bundle} is a text-generation bundle; `edgeft serve` serves classification, NER and "
-                          "question-answering bundles (use `edgeft generate` or `edgeft chat` for this one)")
-    runner = Predictor.load(bundle, threads=cfg.threads, batch_size=cfg.batch_size)
-    return Model(runner, public_manifest(runner.manifest), Path(bundle).name.removesuffix(".zip"))
+        from edgeft.runtime.generate import Generator
+
+        runner = Generator.load(bundle, threads=cfg.threads)
+        public = {**public_manifest(runner.bundle.manifest), "context_length": runner.context_length,
+                  "chat_template": bool(runner.chat_template)}
+    else:
+        runner = Predictor.load(bundle, threads=cfg.threads, batch_size=cfg.batch_size)
+        public = public_manifest(runner.manifest)
+    return Model(runner, public, Path(bundle).name.removesuffix(".zip"))
 
 
 def _peek_task(path: Path) -> str:
@@ -146,6 +152,8 @@ class Metrics:
     requests: dict[tuple[str, int], int] = field(default_factory=dict)  # (route, status) → count
     latency: dict[str, list[float]] = field(default_factory=dict)  # route → [count per bucket..., sum, count]
     texts: int = 0  # texts (pairs) answered
+    tokens: int = 0  # new tokens generated (text-generation bundles)
+    cancelled: int = 0  # streams whose client left before the end (their generation stopped there)
     model_calls: int = 0  # Predictor.predict calls: texts / model_calls = the mean micro-batch
     depth: int = 0  # requests waiting or running now
     limit: int = 0
@@ -179,6 +187,8 @@ class Metrics:
                 ("queue_limit", "gauge", self.limit, "Requests that may wait or run at once; more get 503."),
                 ("texts_total", "counter", self.texts, "Texts (question-answering: pairs) answered."),
                 ("model_calls_total", "counter", self.model_calls, "Predictor calls; texts per call = micro-batch size."),
+                ("generated_tokens_total", "counter", self.tokens, "New tokens generated (text-generation bundles)."),
+                ("streams_cancelled_total", "counter", self.cancelled, "Streams stopped early: the client left."),
 ):
             out += [f"# HELP edgeft_{name} {text}", f"# TYPE edgeft_{name} {kind}", f"edgeft_{name} {value}"]
         return "\n".join(out) + "\n"
@@ -213,6 +223,15 @@ class Queue:
 
     def leave(self) -> None:
         self.metrics.depth -= 1
+
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` in the model thread, after the calls before it (one text-generation reply at a time)."""
+        self.admit()
+        try:
+            self.metrics.model_calls += 1
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+        finally:
+            self.leave()
 
     async def predict(self, items: list) -> list:
         """The results of ``run`` for ``items``, computed with those of the requests waiting beside them."""
@@ -357,9 +376,20 @@ def build_app(model: Model, cfg: ServeConfig, token: str | None = None):
     metrics = Metrics(limit=cfg.queue)
     queue_ref: dict[str, Queue] = {}  # made inside the server's event loop (lifespan)
 
+    openai = model.public["task"] == "text-generation"
+
     def answer(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
         body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         return Response(body, status, headers, media_type="application/json")
+
+    def refusal(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        """``{"error": message}``; a text-generation server answers in the OpenAI layout, whose clients show
+        ``error.message`` (and only that) in the exception they raise."""
+        if not openai:
+            return answer(status, {"error": message}, headers)
+        kind = {401: "authentication_error", 404: "not_found_error", 503: "server_busy"}.get(
+            status, "invalid_request_error" if status < 500 else "server_error")
+        return answer(status, {"error": {"message": message, "type": kind, "param": None, "code": status}}, headers)
 
     def endpoint(fn):
         """Turn RequestError into its status and message, anything else into a 500 with no details."""
@@ -367,12 +397,12 @@ def build_app(model: Model, cfg: ServeConfig, token: str | None = None):
             try:
                 return await fn(request)
             except RequestError as e:
-                return answer(e.status, {"error": e.message}, e.headers)
+                return refusal(e.status, e.message, e.headers)
             except EdgeftError as e:  # the library refuses the client's input
-                return answer(400, {"error": _no_paths(str(e))})
+                return refusal(400, _no_paths(str(e)))
             except Exception as e:  # noqa: BLE001 (logged by type only: messages may hold paths)
                 log.error("500 on %s %s: %s", request.method, request.url.path, type(e).__name__)
-                return answer(500, {"error": f"internal error ({type(e).__name__}); the server log has the request"})
+                return refusal(500, f"internal error ({type(e).__name__}); the server log has the request")
         return wrapped
 
     @endpoint
@@ -397,28 +427,34 @@ def build_app(model: Model, cfg: ServeConfig, token: str | None = None):
     def refuse(request, exc):
         allowed = {r.path: sorted(r.methods - {"HEAD"}) for r in routes}.get(request.url.path)
         if exc.status_code == 405 and allowed:
-            return answer(405, {"error": f"{request.method} is not allowed on {request.url.path}; use "
-                                         f"{' or '.join(allowed)}"}, {"Allow": ", ".join(allowed)})
+            return refusal(405, f"{request.method} is not allowed on {request.url.path}; use {' or '.join(allowed)}",
+                           {"Allow": ", ".join(allowed)})
         if exc.status_code == 404:
-            return answer(404, {"error": f"no route {request.url.path[:100]}; this server has "
-                                         f"{', '.join(sorted({r.path for r in routes}))}"})
-        return answer(exc.status_code, {"error": str(exc.detail)})
+            return refusal(404, f"no route {request.url.path[:100]}; this server has "
+                                f"{', '.join(sorted({r.path for r in routes}))}")
+        return refusal(exc.status_code, str(exc.detail))
 
     routes = [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", prometheus, methods=["GET"]),
-              Route("/v1/model", model_info, methods=["GET"]), Route("/v1/predict", predict, methods=["POST"])]
+              Route("/v1/model", model_info, methods=["GET"])]
+    if model.public["task"] == "text-generation":  # the OpenAI-compatible routes (edgeft.runtime.serve_openai)
+        from edgeft.runtime import serve_openai
+
+        routes += serve_openai.routes(model, queue_ref, lambda request: read_json(request, cfg), answer, endpoint)
+    else:
+        routes.append(Route("/v1/predict", predict, methods=["POST"]))
 
     async def lifespan(app):
-        queue_ref["q"] = Queue(model.runner.predict, cfg.queue, cfg.batch_size, metrics, cfg.retry_after)
+        queue_ref["q"] = Queue(getattr(model.runner, "predict", None), cfg.queue, cfg.batch_size, metrics, cfg.retry_after)
         yield
         queue_ref["q"].close()
 
     import contextlib
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: refuse}, lifespan=contextlib.asynccontextmanager(lifespan))
-    return guard(app, token, metrics, {r.path for r in routes}, answer)
+    return guard(app, token, metrics, {r.path for r in routes}, refusal)
 
 
-def guard(app, token: str | None, metrics: Metrics, known: set[str], answer):
+def guard(app, token: str | None, metrics: Metrics, known: set[str], refusal):
     """ASGI wrapper: the bearer token (every route but PUBLIC_ROUTES) and the metrics of every request."""
     expected = f"Bearer {token}".encode() if token else None
 
@@ -439,9 +475,8 @@ def guard(app, token: str | None, metrics: Metrics, known: set[str], answer):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, expected):
                 why = "missing" if not given else "wrong"
-                response = answer(401, {"error": f"the Authorization header is {why}; send 'Authorization: Bearer "
-                                                 "<token>' with the token of the server's --token-file"},
-                                  {"WWW-Authenticate": "Bearer"})
+                response = refusal(401, f"the Authorization header is {why}; send 'Authorization: Bearer <token>' "
+                                        "with the token of the server's --token-file", {"WWW-Authenticate": "Bearer"})
                 return await response(scope, receive, sending)
         await app(scope, receive, sending)
 

@@ -6,7 +6,6 @@ off; a tampered bundle never starts; SIGTERM drains and exits 0; nothing imports
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -22,41 +21,12 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip ins
 httpx = pytest.importorskip("httpx")
 
 from bundles import build_tiny_bundle, copy_bundle  # noqa: E402
+from serving import Server  # noqa: E402
 
 from edgeft.runtime.predictor import Predictor  # noqa: E402
 
 pytest_plugins = ["bundles"]
 TOKEN = "s3cret-token-for-the-tests-0123456789"
-
-
-class Server:
-    """`python -m edgeft serve BUNDLE --port 0 ARGS` in a subprocess; ``url`` once it answers /healthz."""
-
-    def __init__(self, bundle: Path, *args: str, env: dict | None = None):
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgeft", "serve", str(bundle), "--port", "0", *map(str, args)],
-                                     stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-        self.lines = []
-        while True:  # the warning (if any), then "serving … on http://127.0.0.1:PORT: …"
-            line = self.proc.stderr.readline()
-            self.lines.append(line)
-            if " on http://" in line or not line:
-                break
-        assert line, "".join(self.lines) + self.proc.stderr.read()
-        self.url = line.split(" on ")[1].split(": ")[0]
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.perf_counter() + 30
-        while self.client.get("/healthz").status_code != 200:
-            assert time.perf_counter() < deadline
-        self.cold_start = time.perf_counter() - self.started
-
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM; (exit code, everything it wrote to stderr)."""
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(30)
-        return rc, "".join(self.lines) + self.proc.stderr.read()
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +214,7 @@ def test_without_a_token_predict_is_open_and_all_interfaces_warn(cls_bundle):
 @pytest.mark.parametrize("problem, says", [
     ("tampered", "sha256"),
     ("weak token", "--token-file"),
-    ("generative", "is a text-generation bundle"),
+    ("generative without its generation section", "a text-generation manifest needs generation"),
 ])
 def test_refuses_to_start_with_one_error_line(cls_bundle, tmp_path, problem, says):
     bundle, args = copy_bundle(cls_bundle, tmp_path / "b"), []
@@ -287,8 +257,14 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(cls_bundle):
     for t in threads:
         t.start()
     deadline = time.perf_counter() + 30
-    while "edgeft_queue_depth 0" in s.client.get("/metrics").text:  # until the requests are in
-        assert time.perf_counter() < deadline
+    while True:  # until all 6 requests are in (waiting, running or answered), at least one not yet answered
+        text = s.client.get("/metrics").text
+        depth = int(text.split("\nedgeft_queue_depth ")[1].split()[0])
+        done = text.count('edgeft_requests_total{route="/v1/predict",code="200"} ') and int(
+            text.split('edgeft_requests_total{route="/v1/predict",code="200"} ')[1].split()[0])
+        if depth + done == 6 and depth:
+            break
+        assert time.perf_counter() < deadline and done < 6, text
     s.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(60)

@@ -24,7 +24,9 @@ from edgeft.errors import require
         "  curl -s localhost:8080/v1/predict -d '{\"texts\": [\"a gripping film\"]}'\n\n"
         "  edgeft serve runs/arm64/bundle --host 0.0.0.0 --token-file /etc/edgeft/token   # on the network\n\n"
         "Routes: POST /v1/predict {\"texts\": [...]} (QA: {\"question\", \"context\"} or {\"pairs\": [...]}), "
-        "GET /v1/model, GET /healthz, GET /metrics (Prometheus). SIGTERM drains in-flight requests and exits 0."
+        "GET /v1/model, GET /healthz, GET /metrics (Prometheus). Text-generation bundles: the OpenAI-compatible "
+        "POST /v1/chat/completions and /v1/completions (\"stream\": true for server-sent events) and GET /v1/models, "
+        "for any OpenAI client with base_url http://127.0.0.1:8080/v1. SIGTERM drains in-flight requests and exits 0."
     ),
 )
 def serve_command(
@@ -43,7 +45,7 @@ def serve_command(
                                                             "that batch padded texts; others run one text per call)."),
     drain: float = typer.Option(10.0, "--drain", help="Seconds in-flight requests may take to finish after SIGTERM."),
 ):
-    """Serve a bundle over HTTP: predictions, the model's manifest, health and metrics."""
+    """Serve a bundle over HTTP: predictions (or OpenAI-compatible completions), the manifest, health, metrics."""
     require("starlette", "serve", extra="serve")
     require("uvicorn", "serve", extra="serve")
     from edgeft.runtime.serve import ServeConfig, load_model, read_token, serve
@@ -59,7 +61,8 @@ def serve_command(
     task = model.public["task"]
 
     def ready(url: str) -> None:
-        typer.echo(f"serving {bundle} ({task}) on {url}: POST {url}/v1/predict; auth {'on' if token else 'off'}; "
+        route = "/v1/chat/completions" if task == "text-generation" else "/v1/predict"
+        typer.echo(f"serving {bundle} ({task}) on {url}: POST {url}{route}; auth {'on' if token else 'off'}; "
                    f"queue {queue}; Ctrl-C or SIGTERM stops", err=True)
 
     serve(model, cfg, token, on_ready=ready)
