@@ -13,7 +13,8 @@ from tiny_models import TINY_CHAT_TEMPLATE, WORDS, make_tiny_lm, repeat_pairs
 from edgeft.data import GenerationExample, read_dataset
 from edgeft.errors import ConfigError, DataError
 from edgeft.stage import Splits
-from edgeft.train.causal_lm import FALLBACK_TEMPLATE, IGNORE, encode_lm, evaluate_lm, load_lm, lora_targets, render
+from edgeft.train.causal_lm import (FALLBACK_TEMPLATE, IGNORE, collate_lm, encode_lm, evaluate_lm, load_lm, lora_targets,
+                                    render, reply_loss)
 from edgeft.train.config import TrainConfig
 from edgeft.train.finetune import finetune
 
@@ -46,6 +47,28 @@ def test_the_loss_covers_only_the_reply_and_its_end_of_turn(lms):
     assert tok.convert_ids_to_tokens(taught) == ["film", "film", "[SEP]"]
     assert labels[:4] == [IGNORE] * 4  # <|user|> repeat film <|assistant|>
     assert [label for label in labels if label != IGNORE] == taught  # labels are the ids themselves (HF shifts)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_logits_only_at_reply_positions_give_the_models_own_loss(lms, arch):
+    import torch
+
+    tok, model, _ = load_lm(str(lms[arch]), TrainConfig(task="text-generation"))
+    rows = []
+    for i, (prompt, reply) in enumerate([("repeat film " * 6, "film film"), ("say the", "the"), ("a b c", "movie plot")]):
+        ids, labels = render(pair(prompt, reply, i + 1), tok)
+        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    tok.padding_side = "right"
+    batch = collate_lm(tok)(rows)
+    keep, labels = batch.pop("logits_to_keep"), batch["labels"]
+    assert 0 < len(keep) < labels.shape[1] - 1  # fewer logits than positions: the long prompt is skipped
+    with torch.no_grad():
+        full = model(**batch).loss
+        ours = reply_loss(model(**{k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=keep), labels)
+        count = int((labels[:, 1:] != IGNORE).sum())
+        summed = reply_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  logits_to_keep=keep), labels, num_items_in_batch=count * 2)
+    assert abs(float(ours) - float(full)) < 1e-5 and abs(float(summed) - float(full) / 2) < 1e-5
 
 
 def test_every_assistant_turn_of_a_chat_is_taught_and_no_other(lms):

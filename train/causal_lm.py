@@ -268,10 +268,46 @@ def encode_lm(ds: Dataset, tokenizer, max_length: int, skip_bad_rows: bool) -> t
     return rows, cut
 
 
+def reply_positions(labels):
+    """1-D positions t at which some row of the batch predicts a reply token (its label t+1 is not IGNORE).
+
+    Only these need logits: on prompt/response data most positions are prompt, and the (batch, seq,
+    vocab) LM head with its softmax is about a fifth of a training step's work on SmolLM2 (49k words)."""
+    keep = (labels[:, 1:] != IGNORE).any(0).nonzero().flatten()
+    return keep if keep.numel() else labels.new_zeros(1)
+
+
+def collate_lm(tokenizer):
+    """Pad ids, mask and labels (IGNORE) to the longest row, and ask the model for logits only at
+    ``reply_positions`` (the ``logits_to_keep`` argument of transformers' causal LMs)."""
+    from transformers import DataCollatorForSeq2Seq
+
+    pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, padding=True)
+
+    def collate(rows):
+        batch = pad(rows)
+        batch["logits_to_keep"] = reply_positions(batch["labels"])
+        return batch
+    return collate
+
+
+def reply_loss(outputs, labels, num_items_in_batch=None):
+    """Cross-entropy of the logits ``collate_lm`` kept against the next tokens there: the same value as the
+    model's own shifted loss over every position (the others are all IGNORE). Summed, then divided by
+    the Trainer's token count of the (gradient-accumulated) batch when it gives one, else the mean."""
+    import torch
+
+    target = labels[:, reply_positions(labels) + 1].to(outputs.logits.device)
+    loss = torch.nn.functional.cross_entropy(outputs.logits.float().flatten(0, 1), target.flatten(),
+                                             ignore_index=IGNORE, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (target != IGNORE).sum()
+    return loss / count
+
+
 def build_lm_trainer(model, tokenizer, features: dict, out: Path, cfg):
     """The HF Trainer with the other tasks' schedule, judged on validation loss (lower is better) and
-    logging validation perplexity next to it."""
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
+    logging validation perplexity next to it; logits only where a reply token is predicted."""
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
     from edgeft.train.finetune import cuda_available, use_bf16
 
@@ -317,7 +353,8 @@ def build_lm_trainer(model, tokenizer, features: dict, out: Path, cfg):
         args=args,
         train_dataset=features["train"],
         eval_dataset=features["validation"],
-        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, padding=True),  # pads labels too
+        data_collator=collate_lm(tokenizer),
+        compute_loss_func=reply_loss,
         processing_class=tokenizer,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience else [],
     )
