@@ -26,7 +26,7 @@ on the block sums of its input: w = s*(q - z) = s*(q - 8) + o, x.w = s*(x.(q - 8
 Scales and offsets are stored fp16 (the GGUF's precision) and cast once when the session folds
 constants. The tied embedding/LM head (Q8_0 in the GGUF) is the rest of the loss at 4 bits (+12.5 %
 on 4 contexts), so by default it is 8-bit symmetric MatMulNBits (blocks of 64) and the embedding
-reads the same codes (GatherBlockQuantized): 14 MB more, -0.3 % (``_int8_head``). GPTQ (ORT's
+reads the same codes (GatherBlockQuantized): 14 MB more, -0.3 % (``_int8_matmul``). GPTQ (ORT's
 ``gptq_quantize``) ran ~80 min for this model on 2 cores: not offered.
 """
 
@@ -67,6 +67,8 @@ class ExportLMConfig:
     int4_head: str = setting("int8", "INT4 bundles: the LM head and tied embedding at int8 (accurate) or int4 (smaller).",
                              choices=("int8", "int4"))
     head_block: int = setting(64, "Weights per block of the int8 LM head.", choices=(32, 64, 128))
+    adapter: str = setting("branch", "INT4 of a LoRA fine-tune: its adapter as an 8-bit side branch (keeps what it "
+                           "learned) or merged into the 4-bit weights (5 MB smaller).", choices=("branch", "merged"))
     accuracy_level: int = setting(4, "MatMulNBits compute: 4 = int8 activations (fastest), 1 = fp32.", choices=(0, 1, 2, 3, 4))
     route: str = setting("auto", "auto: the builder for the families it knows, else the exporter.",
                          choices=("auto", "builder", "exporter"))
@@ -121,7 +123,7 @@ def export_lm(model_dir: str | Path, out: str | Path, cfg: ExportLMConfig = Expo
         model = fp32
         if cfg.weights != "fp32":
             progress(f"quantizing the weights to {cfg.weights}" + (f" ({cfg.int4_method})" if cfg.weights == "int4" else ""))
-            model = quantize_lm(fp32, tmp / cfg.weights, cfg)
+            model, branches = quantize_lm(fp32, tmp / cfg.weights, cfg, model_dir)
         variant = _generator(model, spec, tok_file) if model != fp32 else ref
         metrics = _compare(ref, variant, parity["prompts"], cfg.parity_tokens, eval_texts, progress)
         manifest = Manifest(
@@ -132,7 +134,8 @@ def export_lm(model_dir: str | Path, out: str | Path, cfg: ExportLMConfig = Expo
             min_onnxruntime="1.20", parity=parity, metrics=metrics,
             quantization={} if cfg.weights == "fp32" else {
                 "weights": cfg.weights, "format": "MatMulNBits", "block_size": cfg.block_size,
-                "accuracy_level": cfg.accuracy_level, **({"method": cfg.int4_method} if cfg.weights == "int4" else {})},
+                "accuracy_level": cfg.accuracy_level, **({"method": cfg.int4_method} if cfg.weights == "int4" else {}),
+                **({"adapter": f"int8 branch on {branches} projections"} if branches else {})},
             extra={"generation": spec, "export": {"route": route, "seconds": round(build_s, 1)}})
         files = {"model.onnx": model, "model.onnx.data": model.with_name(model.name + ".data"), "tokenizer.json": tok_file}
         progress(f"writing {dest}")
@@ -273,14 +276,19 @@ def _compare(ref, variant, prompts, tokens: int, texts, progress) -> dict[str, A
     return out
 
 
-def quantize_lm(fp32: Path, out: Path, cfg: ExportLMConfig) -> Path:
-    """Weight-only MatMulNBits (``cfg.weights``), written as ``out/model.onnx`` + ``model.onnx.data``."""
+def quantize_lm(fp32: Path, out: Path, cfg: ExportLMConfig, model_dir: Path | None = None) -> tuple[Path, int]:
+    """Weight-only MatMulNBits (``cfg.weights``), written as ``out/model.onnx`` + ``model.onnx.data``; with
+    the number of projections whose LoRA adapter (``model_dir/adapter``) is kept as an 8-bit branch."""
     import onnx
     from onnxruntime.quantization import matmul_nbits_quantizer as mq
+
+    from edgeft.compress import lora_branch
 
     out.mkdir(parents=True, exist_ok=True)
     model = onnx.load(str(fp32))
     bits = 8 if cfg.weights == "int8" else 4
+    adapter = lora_branch.read_adapter(model_dir) if bits == 4 and cfg.adapter == "branch" and model_dir else None
+    branches = lora_branch.split_adapter(model, model_dir, adapter) if adapter else []
     if bits == 4 and cfg.int4_method == "hqq":
         algo = mq.HQQWeightOnlyQuantConfig(block_size=cfg.block_size, bits=4)
     else:
@@ -291,19 +299,19 @@ def quantize_lm(fp32: Path, out: Path, cfg: ExportLMConfig) -> Path:
     int8_head = bits == 4 and cfg.int4_head == "int8" and head is not None and head.input[1] in consts
     q = mq.MatMulNBitsQuantizer(model, bits=bits, block_size=cfg.block_size, is_symmetric=False,
                                 accuracy_level=cfg.accuracy_level, algo_config=algo,
-                                nodes_to_exclude=[head.name] if int8_head else [])
+                                nodes_to_exclude=([head.name] if int8_head else []) + branches)
     _quiet_ort_logging()
     q.process()
     model = q.model.model
     if algo.algorithm == "HQQ":
         _integer_zero_points(model, cfg.accuracy_level)
-    if int8_head:
-        _int8_head(model, head.name, cfg)
+    for name in ([head.name] if int8_head else []) + branches:
+        _int8_matmul(model, name, cfg)
     if bits == 4:
         _share_embedding(model)
     _drop_unused(model)
     onnx.save(model, str(out / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
-    return out / "model.onnx"
+    return out / "model.onnx", len(branches) // 2
 
 
 def _quiet_ort_logging() -> None:
@@ -359,8 +367,9 @@ def _integer_zero_points(model, accuracy_level: int) -> None:
     g.initializer.extend(extra)
 
 
-def _int8_head(model, name: str, cfg: ExportLMConfig) -> None:
-    """The LM head (and so the tied embedding) as 8-bit symmetric MatMulNBits, blocks of ``cfg.head_block``.
+def _int8_matmul(model, name: str, cfg: ExportLMConfig) -> None:
+    """MatMul ``name`` as 8-bit symmetric MatMulNBits, blocks of ``cfg.head_block`` (or the largest divisor
+    of K below it): the LM head (and so the tied embedding), and the LoRA branches (edgeft.compress.lora_branch).
 
     SmolLM2's tied table is Q8_0 in its GGUF (8-bit, blocks of 32): at 4 bits (HQQ) it cost +12.5 %
     perplexity on 4 SQuAD test contexts (16.30 vs FP32 14.48), at 8 bits in blocks of 64 -0.3 % (14.44);
@@ -376,7 +385,7 @@ def _int8_head(model, name: str, cfg: ExportLMConfig) -> None:
     k, cols = w.shape
     bs = math.gcd(k, cfg.head_block)  # smaller blocks for a hidden size --head-block does not divide
     if bs < 16:
-        raise ModelError(f"hidden size {k} is not a multiple of 16; use --int4-head int4")
+        raise ModelError(f"{name}: K={k} is not a multiple of 16; use --int4-head int4 / --adapter merged")
     blocks = w.T.reshape(cols, k // bs, bs)  # (N, nb, bs)
     scale = (np.abs(blocks).max(-1) / 127).astype(np.float16)  # (N, nb), fp16 on disk
     sc = np.where(scale == 0, 1, scale.astype(np.float32))[..., None]

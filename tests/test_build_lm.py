@@ -125,3 +125,40 @@ def test_the_budget_verdict_and_the_choice(f1s, ppls, budget, chosen, why):
         judge(v, vs[0], budget)
     best, text = choose_lm(vs, Recipe(max_accuracy_drop=budget))
     assert best.name == chosen and why in text
+
+
+def test_int4_keeps_the_lora_adapter_as_an_8bit_branch(lm_build):
+    out, _, _ = lm_build
+    report = json.loads((out / "report.json").read_text())
+    int4 = next(v for v in report["variants"] if v["name"] == "int4")
+    manifest = json.loads((Path(int4["bundle"]) / "edgeft.json").read_text())
+    # 2 layers x (packed qkv, o, gate, up, down): every projection LoRA touched
+    assert manifest["quantization"]["adapter"] == "int8 branch on 10 projections"
+
+
+def test_splitting_the_adapter_back_out_leaves_the_fp32_graph_unchanged(lm_build, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper as nh
+
+    from edgeft.compress.export_lm import _generator
+    from edgeft.compress.lora_branch import read_adapter, split_adapter
+
+    out, _, _ = lm_build
+    train = next((out / "stages").glob("train-*"))
+    fp32 = Path(next(v for v in json.loads((out / "report.json").read_text())["variants"] if v["name"] == "fp32")["bundle"])
+    model = onnx.load(str(fp32 / "model.onnx"))
+    branches = split_adapter(model, train, read_adapter(train))
+    assert len(branches) == 20 and sum(n.op_type == "Add" and n.name.endswith("/AddLora") for n in model.graph.node) == 10
+    # the update really left the 4-bit-bound weight: the base differs from the merged one
+    name = "model.layers.0.attn.qkv_proj.MatMul.weight"
+    base = next(nh.to_array(i) for i in model.graph.initializer if i.name == name)
+    merged = next(nh.to_array(i) for i in onnx.load(str(fp32 / "model.onnx")).graph.initializer if i.name == name)
+    assert np.abs(base - merged).max() > 1e-4
+    onnx.save(model, str(tmp_path / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
+    spec = json.loads((fp32 / "edgeft.json").read_text())["generation"]
+    before, after = (_generator(p, spec, fp32 / "tokenizer.json") for p in (fp32 / "model.onnx", tmp_path / "model.onnx"))
+    ids = before.tokenizer.encode("repeat film repeat plot the movie").ids
+    a, b = before.forward(ids, before.empty_cache())[0], after.forward(ids, after.empty_cache())[0]
+    # and the split graph computes what the merged one did
+    assert np.abs(a - b).max() < 1e-4 * max(1.0, np.abs(a).max())

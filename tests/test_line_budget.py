@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # interleaved benchmark, choice within the token-F1 budget, report and plot) and the recipe's [export_lm] section.
 # runtime 2750 → 3000: runtime/serve_openai.py, the OpenAI-compatible routes for text-generation bundles (request
 # checks, answers and server-sent-event chunks in the OpenAI layout, streaming from the model thread, cancel on hang-up).
-BUDGET = {"runtime": 3000, "compress": 3150, "train": 1100, "edgeft": 3250}  # non-blank, non-comment lines
+# compress 3150 → 3250: compress/lora_branch.py, INT4 of a LoRA fine-tune keeps the adapter as an 8-bit side branch
+# (4-bit rounding of the merged weights erased the fine-tune: token F1 57.5 → 19.0 on the default build).
+BUDGET = {"runtime": 3000, "compress": 3250, "train": 1100, "edgeft": 3250}  # non-blank, non-comment lines
 
 
 def code_lines(folder: Path) -> int:
