@@ -442,26 +442,34 @@ def report_markdown(report: dict) -> str:
 
 def plot(report: dict, path: Path) -> None:
     """Accuracy vs p50 latency; marker area ∝ bundle size; the chosen variant ringed; the budget as a line."""
+    vs = report["variants"]
+    budget_plot(path, [(v["name"], v["size_mb"], v["latency"].get("p50_ms", 0), 100 * v["metric"], max(30, 12 * v["size_mb"]))
+                       for v in vs], report["chosen"], 100 * vs[0]["metric"] - report["budget_pt"],
+                f"budget: FP32 − {report['budget_pt']:g} pt", "p50 latency, ms (batch 1, 1 thread)",
+                f"test {report['metric']} (%)", "edgeft build: accuracy vs latency (marker size = bundle size)",
+                legend="lower right")
+
+
+def budget_plot(path: Path, points: list[tuple[str, float, float, float, float]], chosen: str, edge: float, edge_label: str,
+                xlabel: str, ylabel: str, title: str, legend: str = "best") -> None:
+    """The build's report.png: one marker per variant (name, size MB, x, y, marker area), the chosen one ringed,
+    the budget's edge as a dashed line; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    vs = report["variants"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    x = [v["latency"].get("p50_ms", 0) for v in vs]
-    y = [100 * v["metric"] for v in vs]
-    ax.scatter(x, y, s=[max(30, 12 * v["size_mb"]) for v in vs], alpha=0.6, color="tab:blue")
-    for v, xi, yi in zip(vs, x, y):
-        ax.annotate(f"{v['name']} ({v['size_mb']:.0f} MB)", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
-        if v["name"] == report["chosen"]:
-            ax.scatter([xi], [yi], s=max(30, 12 * v["size_mb"]) * 2.2, facecolors="none", edgecolors="tab:red", linewidths=2)
-    floor = y[0] - report["budget_pt"]
-    ax.axhline(floor, color="tab:red", linestyle="--", linewidth=1, label=f"budget: FP32 − {report['budget_pt']:g} pt")
-    ax.set_xlabel("p50 latency, ms (batch 1, 1 thread)")
-    ax.set_ylabel(f"test {report['metric']} (%)")
-    ax.set_title("edgeft build: accuracy vs latency (marker size = bundle size)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.scatter([p[2] for p in points], [p[3] for p in points], s=[p[4] for p in points], alpha=0.6, color="tab:blue")
+    for name, size_mb, x, y, area in points:
+        ax.annotate(f"{name} ({size_mb:.0f} MB)", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        if name == chosen:
+            ax.scatter([x], [y], s=area * 2.2, facecolors="none", edgecolors="tab:red", linewidths=2)
+    ax.axhline(edge, color="tab:red", linestyle="--", linewidth=1, label=edge_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -271,31 +271,14 @@ def lm_markdown(report: dict) -> str:
 
 def lm_plot(report: dict, path: Path) -> None:
     """Token F1 (or perplexity) vs decode tokens/s; marker area ∝ size; the chosen variant ringed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgeft.writable import atomic_file
+    from edgeft.build import budget_plot
 
     vs, f1 = report["variants"], report["metric"] == "f1"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    x = [v["bench"].get("decode_tokens_per_s", 0) for v in vs]
-    y = [100 * v["f1"] if f1 else v["perplexity"] for v in vs]
-    size = [max(30, 0.6 * v["size_mb"]) for v in vs]
-    ax.scatter(x, y, s=size, alpha=0.6, color="tab:blue")
-    for v, xi, yi, s in zip(vs, x, y, size):
-        ax.annotate(f"{v['name']} ({v['size_mb']:.0f} MB)", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
-        if v["name"] == report["chosen"]:
-            ax.scatter([xi], [yi], s=s * 2.2, facecolors="none", edgecolors="tab:red", linewidths=2)
-    edge = y[0] - report["budget_pt"] if f1 else y[0] * (1 + report["budget_pt"] / 100)
-    ax.axhline(edge, color="tab:red", linestyle="--", linewidth=1,
-               label=f"budget: FP32 {'−' if f1 else '+'} {report['budget_pt']:g} {'pt' if f1 else '%'}")
-    ax.set_xlabel(f"decode tokens/s ({vs[0]['bench'].get('threads', '?')} threads)")
-    ax.set_ylabel("test token F1 of greedy replies (%)" if f1 else "test perplexity")
-    ax.set_title("edgeft build: quality vs decode speed (marker size = bundle size)")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    y0 = 100 * vs[0]["f1"] if f1 else vs[0]["perplexity"]
+    budget_plot(path, [(v["name"], v["size_mb"], v["bench"].get("decode_tokens_per_s", 0),
+                        100 * v["f1"] if f1 else v["perplexity"], max(30, 0.6 * v["size_mb"])) for v in vs],
+                report["chosen"], y0 - report["budget_pt"] if f1 else y0 * (1 + report["budget_pt"] / 100),
+                f"budget: FP32 {'−' if f1 else '+'} {report['budget_pt']:g} {'pt' if f1 else '%'}",
+                f"decode tokens/s ({vs[0]['bench'].get('threads', '?')} threads)",
+                "test token F1 of greedy replies (%)" if f1 else "test perplexity",
+                "edgeft build: quality vs decode speed (marker size = bundle size)")
