@@ -15,32 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cold_build import cold_build  # noqa: E402  (shared with benchmarks/build_lm.py)
 DEFAULT_DATASETS = HERE.parent.parent / "shared" / "datasets"
 
 
 def run_build(name: str, work: Path, *args: str) -> dict:
-    out = work / name
-    shutil.rmtree(out, ignore_errors=True)  # a cold build: no cached stages
-    work.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "edgeft", "build", "--out", str(out), *args]
-    print("$", " ".join(cmd[2:]), flush=True)
-    started = time.perf_counter()
-    with open(work / f"{name}.log", "w") as log:  # the build's progress, for when it fails
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"{name}: edgeft build failed (exit {done.returncode}); see {work / (name + '.log')}")
-    report = json.loads((out / "report.json").read_text())
+    report, wall, command = cold_build(name, work, *args)
     fp32 = report["variants"][0]
     chosen = next(v for v in report["variants"] if v["name"] == report["chosen"])
-    return {"command": "edgeft " + " ".join(cmd[3:]), "wall_seconds": round(wall, 1), "chosen": report["chosen"],
+    return {"command": command, "wall_seconds": round(wall, 1), "chosen": report["chosen"],
             "why": report["why"], "metric": report["metric"], "fp32": fp32, "chosen_variant": chosen,
             "variants": report["variants"], "stage_seconds": report["stage_seconds"],
             "speedup_vs_fp32": fp32["latency"]["p50_ms"] / chosen["latency"]["p50_ms"],

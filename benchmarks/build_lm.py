@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cold_build import cold_build  # noqa: E402  (shared with benchmarks/build.py)
 
 
 def main() -> None:
@@ -29,21 +30,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/bench_build_lm"))
     ap.add_argument("--out", type=Path, default=HERE / "results" / "build_lm.json")
     args = ap.parse_args()
+    report, wall, command = cold_build(args.target, args.work, "--task", "text-generation", "--target", args.target)
     out = args.work / args.target
-    shutil.rmtree(out, ignore_errors=True)  # a cold build: no cached stages
-    args.work.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "edgeft", "build", "--task", "text-generation", "--target", args.target, "--out", str(out)]
-    print("$", " ".join(cmd[2:]), flush=True)
-    started = time.perf_counter()
-    with open(args.work / f"{args.target}.log", "w") as log:  # the build's progress, for when it fails
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"edgeft build failed (exit {done.returncode}); see {args.work / (args.target + '.log')}")
-    report = json.loads((out / "report.json").read_text())
     fp32 = report["variants"][0]
     chosen = next(v for v in report["variants"] if v["name"] == report["chosen"])
-    result = {"command": "edgeft " + " ".join(cmd[3:]), "wall_seconds": round(wall, 1), "chosen": report["chosen"],
+    result = {"command": command, "wall_seconds": round(wall, 1), "chosen": report["chosen"],
               "why": report["why"], "budget_pt": report["budget_pt"], "pytorch_fp32": report["pytorch_fp32"],
               "variants": report["variants"], "bench_settings": report["bench_settings"],
               "stage_seconds": report["stage_seconds"],

@@ -4,6 +4,7 @@ in-process loop of ``Predictor.predict`` over the same texts.
     python benchmarks/serve.py runs/arm64/bundle                       # concurrency 1, 8, 64; 20 s each
     python benchmarks/serve.py --make-bundle runs/serve-minilm         # build the INT8 MiniLM first, then run
     python benchmarks/serve.py BUNDLE --seconds 10 --concurrency 1 8 64 --threads 1 --queue 32
+    python benchmarks/serve.py --make-lm-bundle runs/serve-smollm2 --concurrency 1 4 64   # text generation
 
 The texts are the 872 SST-2 dev sentences (../shared/datasets/sst2/validation.jsonl, else the copy in
 edgeft/samples). In order:
@@ -22,6 +23,14 @@ edgeft/samples). In order:
 embedded all-MiniLM-L6-v2 with a seeded random 2-label head (speed and batching do not depend on
 the head), quantized with the recipe `edgeft build --target arm64` chooses (fused-ln-emb: dynamic
 INT8, one text per model call), as tests/test_batch_invariance.py does.
+
+A text-generation bundle (``--make-lm-bundle DIR``: the embedded SmolLM2-135M-Instruct at INT4) is driven
+through the OpenAI-compatible ``/v1/chat/completions`` with ``"stream": true`` instead: the prompts are
+the shipped SQuAD answer-from-the-passage test prompts, each reply ``--max-tokens`` greedy tokens
+(``ignore_eos``, so every reply has the same length), and the reference is the in-process
+``Generator.stream`` of each prompt. Reported per C: replies/s, generated tokens/s (all streams
+together) against the in-process loop's, time to the first streamed piece (p50/p99), 503s, errors,
+timeouts, RSS, and replies whose text differs from the in-process one. Written to serve_generate.json.
 
 Prints a table and writes benchmarks/results/serve.json (or --out). Linux only (/proc).
 """
@@ -176,6 +185,121 @@ async def load(port: int, pool: list[str], concurrency: int, seconds: float, tim
             "p99_ms": percentile(ok, 0.99) * 1e3, "answers": answers}
 
 
+# ---- text generation: /v1/chat/completions, streamed ---------------------------------------------------
+LM_PROMPTS = HERE.parent / "edgeft" / "samples" / "squad_answers_test.jsonl"
+
+
+def make_lm_bundle(out: Path) -> Path:
+    """The embedded SmolLM2-135M-Instruct exported at INT4 (the README's generation bundle); returns it."""
+    from edgeft.compress.export_lm import ExportLMConfig, export_lm
+    from edgeft.train.model_source import embedded_lm_dir
+
+    return export_lm(embedded_lm_dir(), out, ExportLMConfig(weights="int4")).bundle
+
+
+def lm_in_process(bundle: Path, prompts: list[str], threads: int, max_tokens: int) -> tuple[dict[str, str], dict]:
+    """(each prompt's reply, {"tokens_per_s", "ttft_p50_ms"} of one stream after another, 1 pass)."""
+    from edgeft.runtime.generate import Generator
+
+    g = Generator.load(bundle, threads=threads)
+    replies, ttft, tokens = {}, [], 0
+    start = time.perf_counter()
+    for p in prompts:
+        s = g.stream([{"role": "user", "content": p}], max_new_tokens=max_tokens, ignore_eos=True)
+        replies[p] = "".join(s)
+        ttft.append(s.result.ttft_s)
+        tokens += len(s.result.token_ids)
+    wall = time.perf_counter() - start
+    return replies, {"tokens_per_s": tokens / wall, "replies_per_s": len(prompts) / wall,
+                     "ttft_p50_ms": percentile(ttft, 0.5) * 1e3}
+
+
+async def lm_load(port: int, prompts: list[str], concurrency: int, seconds: float, timeout: float, max_tokens: int) -> dict:
+    """``concurrency`` streaming chat clients for ``seconds`` (each finishes the reply it is reading)."""
+    import httpx
+
+    stats = {"ttft": [], "tokens": 0, "busy": 0, "retry_after": 0, "errors": 0, "timeouts": 0}
+    answers: list[tuple[str, str]] = []
+    end = time.perf_counter() + seconds
+
+    async def client(k: int, http) -> None:
+        i = k
+        while time.perf_counter() < end:
+            prompt = prompts[i % len(prompts)]
+            i += 1
+            body = {"model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+                    "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
+            t0, first, text = time.perf_counter(), None, []
+            try:
+                async with http.stream("POST", "/v1/chat/completions", json=body, timeout=timeout) as r:
+                    if r.status_code == 503:
+                        stats["busy"] += 1
+                        stats["retry_after"] += "retry-after" in r.headers
+                        await asyncio.sleep(0.05)
+                        continue
+                    if r.status_code != 200:
+                        stats["errors"] += 1
+                        continue
+                    async for line in r.aiter_lines():
+                        if not line.startswith("data: {"):
+                            continue
+                        event = json.loads(line[6:])
+                        for c in event.get("choices", []):
+                            if c["delta"].get("content"):
+                                first = first or time.perf_counter()
+                                text.append(c["delta"]["content"])
+                        if event.get("usage"):
+                            stats["tokens"] += event["usage"]["completion_tokens"]
+            except httpx.TimeoutException:
+                stats["timeouts"] += 1
+                continue
+            stats["ttft"].append((first or time.perf_counter()) - t0)
+            answers.append((prompt, "".join(text)))
+
+    start = time.perf_counter()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=httpx.Limits(max_connections=concurrency)) as http:
+        await asyncio.gather(*(client(k, http) for k in range(concurrency)))
+    wall = time.perf_counter() - start
+    ttft = stats.pop("ttft")
+    return {**stats, "replies_ok": len(answers), "replies_per_s": len(answers) / wall, "tokens_per_s": stats["tokens"] / wall,
+            "ttft_p50_ms": percentile(ttft, 0.5) * 1e3, "ttft_p99_ms": percentile(ttft, 0.99) * 1e3, "answers": answers}
+
+
+def main_generate(args, bundle: Path) -> None:
+    prompts = [json.loads(line)["prompt"] for line in LM_PROMPTS.read_text(encoding="utf-8").splitlines()[:args.prompts]]
+    alone, loop = lm_in_process(bundle, prompts, args.threads, args.max_tokens)
+    print(f"in-process streams: {loop['tokens_per_s']:.1f} tokens/s, TTFT p50 {loop['ttft_p50_ms']:.0f} ms", file=sys.stderr)
+    proc, port, cold = start_server(bundle, args.threads, args.queue)
+    rows = []
+    try:
+        for c in args.concurrency:
+            before = rss_mb(proc.pid)
+            r = asyncio.run(lm_load(port, prompts, c, args.seconds, args.timeout, args.max_tokens))
+            after = rss_mb(proc.pid)
+            answers = r.pop("answers")
+            rows.append({"concurrency": c, **r, "differ_from_alone": sum(a != alone[p] for p, a in answers),
+                         "rss_before_mb": before, "rss_after_mb": after, "rss_growth": (after - before) / before,
+                         "tokens_per_s_vs_loop": r["tokens_per_s"] / loop["tokens_per_s"]})
+            print(f"concurrency {c}: {r['tokens_per_s']:.1f} tokens/s", file=sys.stderr)
+    finally:
+        proc.terminate()
+        rc = proc.wait(30)
+    out = args.out if args.out != HERE / "results" / "serve.json" else HERE / "results" / "serve_generate.json"
+    write_json(out, {"machine": _machine(), "bundle": Path(bundle).name, "threads": args.threads, "queue": args.queue,
+                     "seconds": args.seconds, "prompts": len(prompts), "max_tokens": args.max_tokens,
+                     "in_process": loop, "cold_start_ms": cold * 1e3, "rows": rows, "sigterm_exit_code": rc})
+    print(f"\nin-process Generator.stream: {loop['tokens_per_s']:.1f} tokens/s, TTFT p50 {loop['ttft_p50_ms']:.0f} ms; "
+          f"{len(prompts)} prompts, {args.max_tokens} tokens each; cold start {cold * 1e3:.0f} ms; threads {args.threads}")
+    print("| clients | replies/s | tokens/s | vs loop | TTFT p50 ms | TTFT p99 ms | 503 | errors | timeouts | ≠ alone | RSS MB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['concurrency']} | {r['replies_per_s']:.2f} | {r['tokens_per_s']:.1f} | {r['tokens_per_s_vs_loop']:.0%} | "
+              f"{r['ttft_p50_ms']:.0f} | {r['ttft_p99_ms']:.0f} | {r['busy']} | {r['errors']} | {r['timeouts']} | "
+              f"{r['differ_from_alone']} of {r['replies_ok']} | {r['rss_before_mb']:.1f} → {r['rss_after_mb']:.1f} "
+              f"({r['rss_growth']:+.1%}) |")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", type=Path, nargs="?")
@@ -186,11 +310,17 @@ def main() -> None:
     ap.add_argument("--queue", type=int, default=32, help="the server's --queue")
     ap.add_argument("--timeout", type=float, default=10.0, help="a request unanswered this long is a timeout")
     ap.add_argument("--cold", type=int, default=5, help="cold starts to time")
+    ap.add_argument("--make-lm-bundle", type=Path, help="export the embedded SmolLM2 at INT4 in this folder first")
+    ap.add_argument("--prompts", type=int, default=8, help="text generation: prompts from the shipped test sample")
+    ap.add_argument("--max-tokens", type=int, default=64, help="text generation: tokens per reply")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
     args = ap.parse_args()
-    bundle = make_bundle(args.make_bundle) if args.make_bundle else args.bundle
+    bundle = (make_bundle(args.make_bundle) if args.make_bundle else
+              make_lm_bundle(args.make_lm_bundle) if args.make_lm_bundle else args.bundle)
     if bundle is None:
-        ap.error("give a BUNDLE or --make-bundle DIR")
+        ap.error("give a BUNDLE, --make-bundle DIR or --make-lm-bundle DIR")
+    if json.loads(Path(bundle, "edgeft.json").read_text())["task"] == "text-generation":
+        return main_generate(args, bundle)
     pool = texts()
 
     alone, loop = in_process(bundle, pool, args.threads, args.seconds)
