@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from edgeft.cli import app
-from edgeft.cli.options import config_options
+from edgeft.cli.options import config_options, examples
 from edgeft.recipe import Recipe
 
 
@@ -22,13 +22,12 @@ def recipes_dir() -> Path:
 
 @app.command(
     "build",
-    epilog=(
-        "Examples:\n\n"
-        "  edgeft build --target arm64                        # embedded MiniLM on the shipped SST-2 sample\n\n"
-        "  edgeft build --target rpi5 --data intents.csv --out runs/intents\n\n"
-        "  edgeft build --recipe recipes/minilm_sst2_arm64.toml --target rpi4   # flags override the recipe\n\n"
-        "  edgeft build --target arm64 --fast --dry-run       # check inputs and print the plan\n\n"
-        "  edgeft build --task text-generation --target rpi5  # embedded SmolLM2 on the shipped SQuAD answer pairs"
+    epilog=examples(
+        "edgeft build --target arm64                        # embedded MiniLM on the shipped SST-2 sample",
+        "edgeft build --target rpi5 --data intents.csv --out runs/intents",
+        "edgeft build --recipe recipes/minilm_sst2_arm64.toml --target rpi4   # flags override the recipe",
+        "edgeft build --target arm64 --fast --dry-run       # check inputs and print the plan",
+        "edgeft build --task text-generation --target rpi5  # embedded SmolLM2 on the shipped SQuAD answer pairs",
     ),
 )
 @config_options(given_only=True, top=Recipe)

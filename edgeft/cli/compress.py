@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 from edgeft.cli import QUIET, app
-from edgeft.cli.options import config_options
+from edgeft.cli.options import config_options, examples
 from edgeft.compress.export import ExportConfig
 from edgeft.compress.quantize import QuantizeConfig
 from edgeft.stage import Splits
@@ -42,11 +42,10 @@ def _size(path: Path) -> str:
 
 @app.command(
     "export",
-    epilog=(
-        "Examples:\n\n"
-        "  edgeft export runs/sst2 --out runs/sst2-fp32\n\n"
-        "  edgeft export runs/ner --out runs/ner-fp32.zip --zip --data ner_dev.jsonl --max-length 64\n\n"
-        "  edgeft export runs/sst2 --out runs/sst2-fp32 --android android_demo/app/src/main/assets/bundle"
+    epilog=examples(
+        "edgeft export runs/sst2 --out runs/sst2-fp32",
+        "edgeft export runs/ner --out runs/ner-fp32.zip --zip --data ner_dev.jsonl --max-length 64",
+        "edgeft export runs/sst2 --out runs/sst2-fp32 --android android_demo/app/src/main/assets/bundle",
     ),
 )
 @config_options(cfg=ExportConfig, splits=Splits)
@@ -96,12 +95,11 @@ def export_command(
 
 @app.command(
     "quantize",
-    epilog=(
-        "Examples:\n\n"
-        "  edgeft quantize runs/sst2 --target rpi5 --data dev.jsonl --out runs/sst2-rpi5\n\n"
-        "  edgeft quantize runs/sst2-fp32 --target x86_64 --data dev.jsonl --mode dynamic --out runs/sst2-x86\n\n"
-        "  edgeft quantize runs/ner --target android-arm64 --data ner_dev.jsonl --max-accuracy-drop 0.01 "
-        "--out runs/ner-android.zip --zip"
+    epilog=examples(
+        "edgeft quantize runs/sst2 --target rpi5 --data dev.jsonl --out runs/sst2-rpi5",
+        "edgeft quantize runs/sst2-fp32 --target x86_64 --data dev.jsonl --mode dynamic --out runs/sst2-x86",
+        "edgeft quantize runs/ner --target android-arm64 --data ner_dev.jsonl --max-accuracy-drop 0.01 --out "
+        "runs/ner-android.zip --zip",
     ),
 )
 @config_options(cfg=QuantizeConfig, splits=Splits)

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from edgeft.cli import app
-from edgeft.cli.options import config_options
+from edgeft.cli.options import config_options, examples
 from edgeft.compress.distill.config import DistillConfig
 from edgeft.stage import Splits
 from edgeft.train.config import TrainConfig
@@ -27,13 +27,12 @@ def progress(message: str) -> None:
 
 @app.command(
     "distill",
-    epilog=(
-        "Examples:\n\n"
-        "  edgeft distill runs/ft --data train.csv --out runs/kd3                  # 3 evenly spaced layers\n\n"
-        "  edgeft distill runs/ft --data train.csv --keep-layers 0,2,5 --hidden-loss --out runs/kd3\n\n"
-        "  edgeft distill runs/ft --data train.csv --unlabeled reviews.txt --augment 2 --out runs/kd3\n\n"
-        "  edgeft distill runs/ft --data train.csv --student prajjwal1/bert-tiny --out runs/tiny\n\n"
-        "  torchrun --nproc_per_node 4 -m edgeft distill runs/ft --data train.csv --out runs/kd3   # 4 GPUs"
+    epilog=examples(
+        "edgeft distill runs/ft --data train.csv --out runs/kd3                  # 3 evenly spaced layers",
+        "edgeft distill runs/ft --data train.csv --keep-layers 0,2,5 --hidden-loss --out runs/kd3",
+        "edgeft distill runs/ft --data train.csv --unlabeled reviews.txt --augment 2 --out runs/kd3",
+        "edgeft distill runs/ft --data train.csv --student prajjwal1/bert-tiny --out runs/tiny",
+        "torchrun --nproc_per_node 4 -m edgeft distill runs/ft --data train.csv --out runs/kd3   # 4 GPUs",
     ),
 )
 @config_options(cfg=DistillConfig, train=TrainConfig, splits=Splits, exclude=("task", "hp_search", "hp_space"))

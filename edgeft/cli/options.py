@@ -46,6 +46,13 @@ def _parameter(f, hint, given_only: bool) -> inspect.Parameter:
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
+def examples(*commands: str, after: str = "") -> str:
+    """A command's ``--help`` epilog: its example command lines, each its own paragraph (rich keeps them apart),
+    then ``after`` (a note) if given."""
+    head = "Examples:" if len(commands) > 1 else "Example:"
+    return "\n\n".join([head, *(f"  {c}" for c in commands), *([after] if after else [])])
+
+
 def config_options(exclude: tuple[str, ...] = (), given_only: bool = False, **configs: type):
     """Add one option per field of each config to a typer command.
 

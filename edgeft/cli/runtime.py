@@ -17,6 +17,7 @@ from typing import Optional
 import typer
 
 from edgeft.cli import app
+from edgeft.cli.options import examples
 from edgeft.errors import ConfigError, DataError
 from edgeft.writable import atomic_file, atomic_write_text, write_json
 
@@ -29,21 +30,20 @@ BATCH_HELP = ("Texts per model call for bundles that batch padded texts (FP32, s
 
 @app.command(
     "predict",
-    epilog=(
-        "Examples:\n\n"
-        '  edgeft predict runs/bundle "a gripping, beautiful film" "dull"\n\n'
-        "  edgeft predict runs/bundle --input reviews.jsonl --output predictions.jsonl\n\n"
-        "  tail -n 0 -F inbox.txt | edgeft predict runs/bundle --input - --chunk 1   # lines as they arrive\n\n"
-        '  edgeft predict runs/qa --question "Who won?" --context "The Broncos beat the Panthers 24-10."\n\n'
-        "  edgeft predict runs/qa --input pairs.jsonl   # rows {\"question\", \"context\"}\n\n"
-        "Output rows: {\"line\", \"label\", \"score\", \"scores\", \"truncated\"}; NER: {\"line\", \"entities\": "
-        "[{\"label\", \"score\", \"start\", \"end\", \"text\"}], \"truncated\"} with character offsets; QA: "
-        "{\"line\", \"answer\", \"score\", \"start\", \"end\", \"truncated\"} (start/end: characters of the context).\n\n"
-        '  edgeft predict runs/lm "Tell me a joke"   # text generation: prints the reply\n\n'
-        "  edgeft predict runs/lm --input prompts.jsonl --output replies.jsonl   # rows {\"prompt\"} or "
-        "{\"messages\": [{\"role\", \"content\"}, ...]}; a prompt goes through the chat template as one user turn "
-        "when the model has one. Replies: {\"line\", \"text\", \"finish_reason\", \"token_ids\", \"prompt_tokens\", "
-        "\"ttft_s\", \"decode_tokens_per_s\"}, each generated on its own (the same reply alone or in any file)."
+    epilog=examples(
+        "edgeft predict runs/bundle \"a gripping, beautiful film\" \"dull\"",
+        "edgeft predict runs/bundle --input reviews.jsonl --output predictions.jsonl",
+        "tail -n 0 -F inbox.txt | edgeft predict runs/bundle --input - --chunk 1   # lines as they arrive",
+        "edgeft predict runs/qa --question \"Who won?\" --context \"The Broncos beat the Panthers 24-10.\"",
+        "edgeft predict runs/qa --input pairs.jsonl   # rows {\"question\", \"context\"}",
+        "edgeft predict runs/lm \"Tell me a joke\"   # text generation: prints the reply",
+        "edgeft predict runs/lm --input prompts.jsonl --output replies.jsonl   # rows {\"prompt\"} or {\"messages\": "
+        "[{\"role\", \"content\"}, ...]}; a prompt goes through the chat template as one user turn when the model has one. "
+        "Replies: {\"line\", \"text\", \"finish_reason\", \"token_ids\", \"prompt_tokens\", \"ttft_s\", \"decode_tokens_per_s\"}, each "
+        "generated on its own (the same reply alone or in any file).",
+        after="Output rows: {\"line\", \"label\", \"score\", \"scores\", \"truncated\"}; NER: {\"line\", \"entities\": [{\"label\", \"score\", "
+              "\"start\", \"end\", \"text\"}], \"truncated\"} with character offsets; QA: {\"line\", \"answer\", \"score\", \"start\", \"end\", "
+              "\"truncated\"} (start/end: characters of the context).",
     ),
 )
 def predict_command(
@@ -195,9 +195,11 @@ def _describe(text, result) -> str:
 
 @app.command(
     "eval",
-    epilog=("Examples:\n\n  edgeft eval runs/bundle --data test.jsonl --json runs/bundle-eval.json\n\n"
-            "  edgeft eval runs/lm --data test.jsonl   # text generation: perplexity over the reply tokens (all "
-            "tokens of plain text), as training computes it; exact match and token F1 of greedy replies"),
+    epilog=examples(
+        "edgeft eval runs/bundle --data test.jsonl --json runs/bundle-eval.json",
+        "edgeft eval runs/lm --data test.jsonl   # text generation: perplexity over the reply tokens (all tokens of "
+        "plain text), as training computes it; exact match and token F1 of greedy replies",
+    ),
 )
 def eval_command(
     bundle: Path = typer.Argument(..., help=BUNDLE_HELP),
@@ -263,7 +265,9 @@ def describe_batching(predictor) -> str:
     return f"padded (up to {predictor.batch_size} length-sorted texts per model call)"
 
 
-@app.command("inspect", epilog="Example:\n\n  edgeft inspect runs/bundle --json inspect.json")
+@app.command("inspect", epilog=examples(
+    "edgeft inspect runs/bundle --json inspect.json",
+))
 def inspect_command(
     bundle: Path = typer.Argument(..., help=BUNDLE_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here as JSON."),
@@ -280,12 +284,11 @@ def inspect_command(
 
 @app.command(
     "bench",
-    epilog=(
-        "Examples:\n\n"
-        "  edgeft bench runs/fp32 runs/int8 --threads 1,4 --json bench.json   # ratios against runs/fp32\n\n"
-        "  edgeft bench runs/int8 --pytorch runs/ft --seq-len real,128         # vs PyTorch eager (needs [train])\n\n"
-        "  edgeft bench --compare x86.json arm64.json                           # two saved runs side by side\n\n"
-        "  edgeft bench runs/int8 --threads 1,2,3,4 --batch 1 --seq-len real --json pi.json --markdown pi.md"
+    epilog=examples(
+        "edgeft bench runs/fp32 runs/int8 --threads 1,4 --json bench.json   # ratios against runs/fp32",
+        "edgeft bench runs/int8 --pytorch runs/ft --seq-len real,128         # vs PyTorch eager (needs [train])",
+        "edgeft bench --compare x86.json arm64.json                           # two saved runs side by side",
+        "edgeft bench runs/int8 --threads 1,2,3,4 --batch 1 --seq-len real --json pi.json --markdown pi.md",
     ),
 )
 def bench_command(

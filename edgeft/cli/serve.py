@@ -12,21 +12,21 @@ from typing import Optional
 import typer
 
 from edgeft.cli import app
+from edgeft.cli.options import examples
 from edgeft.cli.runtime import BUNDLE_HELP, THREADS_HELP
 from edgeft.errors import require
 
 
 @app.command(
     "serve",
-    epilog=(
-        "Examples:\n\n"
-        "  edgeft serve runs/arm64/bundle\n\n"
-        "  curl -s localhost:8080/v1/predict -d '{\"texts\": [\"a gripping film\"]}'\n\n"
-        "  edgeft serve runs/arm64/bundle --host 0.0.0.0 --token-file /etc/edgeft/token   # on the network\n\n"
-        "Routes: POST /v1/predict {\"texts\": [...]} (QA: {\"question\", \"context\"} or {\"pairs\": [...]}), "
-        "GET /v1/model, GET /healthz, GET /metrics (Prometheus). Text-generation bundles: the OpenAI-compatible "
-        "POST /v1/chat/completions and /v1/completions (\"stream\": true for server-sent events) and GET /v1/models, "
-        "for any OpenAI client with base_url http://127.0.0.1:8080/v1. SIGTERM drains in-flight requests and exits 0."
+    epilog=examples(
+        "edgeft serve runs/arm64/bundle",
+        "curl -s localhost:8080/v1/predict -d '{\"texts\": [\"a gripping film\"]}'",
+        "edgeft serve runs/arm64/bundle --host 0.0.0.0 --token-file /etc/edgeft/token   # on the network",
+        after="Routes: POST /v1/predict {\"texts\": [...]} (QA: {\"question\", \"context\"} or {\"pairs\": [...]}), GET /v1/model, GET "
+              "/healthz, GET /metrics (Prometheus). Text-generation bundles: the OpenAI-compatible POST /v1/chat/completions "
+              "and /v1/completions (\"stream\": true for server-sent events) and GET /v1/models, for any OpenAI client with "
+              "base_url http://127.0.0.1:8080/v1. SIGTERM drains in-flight requests and exits 0.",
     ),
 )
 def serve_command(

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from edgeft.cli import app
-from edgeft.cli.options import config_options
+from edgeft.cli.options import config_options, examples
 from edgeft.stage import Splits
 from edgeft.train.config import TrainConfig
 
@@ -24,12 +24,11 @@ def sample_data() -> tuple[Path, Path]:
 
 @app.command(
     "train",
-    epilog=(
-        "Examples:\n\n"
-        "  edgeft train --out runs/sst2                       # the shipped SST-2 sample, embedded MiniLM\n\n"
-        "  edgeft train --data reviews.csv --text-column review --label-column stars --out runs/reviews\n\n"
-        "  edgeft train --data ner.conll --task token-classification --out runs/ner\n\n"
-        "  torchrun --nproc_per_node 4 -m edgeft train --data reviews.csv --out runs/ddp   # 4 GPUs"
+    epilog=examples(
+        "edgeft train --out runs/sst2                       # the shipped SST-2 sample, embedded MiniLM",
+        "edgeft train --data reviews.csv --text-column review --label-column stars --out runs/reviews",
+        "edgeft train --data ner.conll --task token-classification --out runs/ner",
+        "torchrun --nproc_per_node 4 -m edgeft train --data reviews.csv --out runs/ddp   # 4 GPUs",
     ),
 )
 @config_options(cfg=TrainConfig, splits=Splits)

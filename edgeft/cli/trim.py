@@ -14,17 +14,16 @@ import typer
 
 from edgeft.cli import app
 from edgeft.cli.distill import progress
-from edgeft.cli.options import config_options
+from edgeft.cli.options import config_options, examples
 from edgeft.compress.trim_vocab import TrimConfig
 from edgeft.stage import Splits
 
 
 @app.command(
     "trim-vocab",
-    epilog=(
-        "Examples:\n\n"
-        "  edgeft trim-vocab runs/kd3 --data runs/kd3/data/train.jsonl --out runs/kd3-trim\n\n"
-        "  edgeft trim-vocab runs/ft --data corpus.txt --validation dev.csv --min-count 2 --out runs/ft-trim"
+    epilog=examples(
+        "edgeft trim-vocab runs/kd3 --data runs/kd3/data/train.jsonl --out runs/kd3-trim",
+        "edgeft trim-vocab runs/ft --data corpus.txt --validation dev.csv --min-count 2 --out runs/ft-trim",
     ),
 )
 @config_options(cfg=TrimConfig, splits=Splits)

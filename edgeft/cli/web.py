@@ -12,15 +12,15 @@ from typing import Optional
 import typer
 
 from edgeft.cli import app
+from edgeft.cli.options import examples
 
 
 @app.command(
     "serve-web",
-    epilog=(
-        "Examples:\n\n"
-        "  cd android_demo/web && npm ci && cd -     # once: the page's libraries (onnxruntime-web, tokenizers.js)\n\n"
-        "  edgeft serve-web runs/arm64/bundle        # then open http://127.0.0.1:8765/\n\n"
-        "  edgeft serve-web runs/arm64/bundle.zip --port 0   # any free port; the URL is printed"
+    epilog=examples(
+        "cd android_demo/web && npm ci && cd -     # once: the page's libraries (onnxruntime-web, tokenizers.js)",
+        "edgeft serve-web runs/arm64/bundle        # then open http://127.0.0.1:8765/",
+        "edgeft serve-web runs/arm64/bundle.zip --port 0   # any free port; the URL is printed",
     ),
 )
 def serve_web_command(
