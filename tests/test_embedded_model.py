@@ -20,10 +20,14 @@ def minilm():
         pytest.skip(f"embedded model not installed: {e}")
 
 
-def test_extracts_atomically_once(minilm):
+def test_extracts_atomically_once(minilm, tmp_path, monkeypatch):
     assert (minilm / "model.safetensors").stat().st_size > 80_000_000
     assert embedded_model_dir() == minilm  # cached: the second call does not extract again
-    assert not [p for p in minilm.parent.iterdir() if p.name.startswith(".extract-")]
+    monkeypatch.setenv("EDGEFT_HOME", str(tmp_path))  # a fresh cache: extracted here, nothing left beside it
+    fresh = embedded_model_dir()
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [minilm.name] == [fresh.name]
+    assert sorted(p.name for p in fresh.iterdir()) == sorted(p.name for p in minilm.iterdir())
+    monkeypatch.undo()
     path, name = resolve_model(None)
     assert path == str(minilm) and "embedded" in name
 

