@@ -26,10 +26,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from edgeft.data import Dataset, GenerationExample, fingerprint, write_jsonl
+from edgeft.data import Dataset, GenerationExample, write_jsonl
 from edgeft.errors import ConfigError, DataError, ModelError, require
 from edgeft.squad import squad_metrics
-from edgeft.versions import versions
 from edgeft.writable import scratch_folder, write_json
 
 IGNORE = -100  # label id the loss skips: prompt tokens and padding
@@ -58,7 +57,7 @@ def finetune_lm(model: str | None, out: Path, datasets: tuple[Dataset, Dataset, 
         cfg: TrainConfig; resume: the checkpoint to continue from (None = a fresh run).
     """
     from edgeft.stage import StageResult
-    from edgeft.train.finetune import save_curves
+    from edgeft.train.finetune import run_record, save_curves, train_summary
     from edgeft.train.model_source import resolve_model
 
     rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -114,30 +113,12 @@ def finetune_lm(model: str | None, out: Path, datasets: tuple[Dataset, Dataset, 
             "adapter": None if cfg.full else {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
                                               "targets": sorted(best.peft_config["default"].target_modules),
                                               "path": "adapter"},
-            "train": {
-                "examples": len(train_ds),
-                "loss": result.training_loss,
-                "seconds": round(seconds, 2),
-                "examples_per_second": result.metrics.get("train_samples_per_second"),
-                "tokens": sum(len(r["input_ids"]) for r in features["train"]),
-                "trainable_parameters": trainable,
-                "method": "full" if cfg.full else "lora",
-                "steps": trainer.state.global_step,
-                "epochs": trainer.state.epoch,
-                "best_checkpoint": trainer.state.best_model_checkpoint,
-                "precision": "bf16" if trainer.args.bf16 else "fp32",
-                "devices": trainer.args.world_size,
-                "skipped_rows": len(train_ds.skipped) + cut["train"]["dropped"],
-                "truncated_rows": cut["train"]["truncated"],
-            },
-            "validation": evaluations["validation"],
-            "test": evaluations["test"],
-            "hp_search": [],
-            "seed": cfg.seed,
-            "data_fingerprint": fingerprint(train_ds, val_ds, test_ds),
-            "data": {"train": train_ds.path, "validation": val_ds.path, "test": test_ds.path},
-            "config": cfg.to_dict(),
-            "versions": versions(),
+            "train": {**train_summary(trainer, result, seconds, train_ds),
+                      "tokens": sum(len(r["input_ids"]) for r in features["train"]),
+                      "trainable_parameters": trainable, "method": "full" if cfg.full else "lora",
+                      "skipped_rows": len(train_ds.skipped) + cut["train"]["dropped"],
+                      "truncated_rows": cut["train"]["truncated"]},
+            **run_record(cfg, evaluations, (train_ds, val_ds, test_ds), []),
         }
         if rank0:
             merged.save_pretrained(tmp)  # safetensors; config.architectures = [*ForCausalLM]

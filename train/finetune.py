@@ -107,14 +107,7 @@ def finetune(model: str | Path | None, out_dir: str | Path, splits: Splits, cfg:
         "max_length": max_length,
         **({"qa": qa} if qa else {}),  # the windowing settings export writes into the bundle
         "train": train_summary(trainer, result, seconds, train_ds),
-        "validation": evaluations["validation"],
-        "test": evaluations["test"],
-        "hp_search": hp_trials,
-        "seed": cfg.seed,
-        "data_fingerprint": fingerprint(train_ds, val_ds, test_ds),
-        "data": {"train": train_ds.path, "validation": val_ds.path, "test": test_ds.path},
-        "config": cfg.to_dict(),
-        "versions": versions(),
+        **run_record(cfg, evaluations, (train_ds, val_ds, test_ds), hp_trials),
     }
     if rank0:
         save_model(trainer, tokenizer, out)
@@ -137,6 +130,22 @@ def train_summary(trainer, result, seconds: float, train_ds: Dataset) -> dict:
         "precision": "bf16" if trainer.args.bf16 else "fp32",
         "devices": trainer.args.world_size,
         "skipped_rows": len(train_ds.skipped),
+    }
+
+
+def run_record(cfg: TrainConfig, evaluations: dict, datasets: tuple[Dataset, Dataset, Dataset], hp_trials: list) -> dict:
+    """The rest of metrics.json, as every task writes it: validation and test scores, the search's trials, and
+    what reproduces the run (seed, the data's fingerprint and files, the config, library versions)."""
+    train_ds, val_ds, test_ds = datasets
+    return {
+        "validation": evaluations["validation"],
+        "test": evaluations["test"],
+        "hp_search": hp_trials,
+        "seed": cfg.seed,
+        "data_fingerprint": fingerprint(train_ds, val_ds, test_ds),
+        "data": {"train": train_ds.path, "validation": val_ds.path, "test": test_ds.path},
+        "config": cfg.to_dict(),
+        "versions": versions(),
     }
 
 
