@@ -26,6 +26,7 @@ from typing import TextIO
 import numpy as np
 
 from edgeft.errors import ConfigError, DataError
+from edgeft.runtime.stream import decode_line, json_line
 
 PROMPT_ROW = 'expected an object with a string \'prompt\' or a \'messages\' list of {"role", "content"} objects'
 
@@ -42,18 +43,12 @@ def read_prompt(path: Path, n: int, line: bytes) -> str | list[dict] | None:
     """One ``--input`` line → its prompt (None for a blank line); DataError naming file:line otherwise."""
     from edgeft.data import ROLES
 
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}:{n}: not UTF-8 ({e}); convert the file to UTF-8") from None
+    text = decode_line(path, n, line)
     if path.suffix.lower() == ".txt" or str(path) == "<stdin>":
         return text.rstrip("\r\n") or None
     if not text.strip():
         return None
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{n}: not valid JSON ({e}); write one JSON object per line") from None
+    row = json_line(path, n, text)
     if isinstance(row, dict) and isinstance(row.get("prompt"), str) and row["prompt"].strip():
         return row["prompt"]
     messages = row.get("messages") if isinstance(row, dict) else None

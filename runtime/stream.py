@@ -46,18 +46,12 @@ def read_rows(lines: Iterable[bytes], source: Path, txt: bool = False, qa: bool 
 def read_row(path: Path, n: int, line: bytes, txt: bool = False, qa: bool = False):
     """One input line → its text, or (question, context) for QA (None for a blank JSONL line);
     DataError naming file:line otherwise."""
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}:{n}: not UTF-8 ({e}); convert the file to UTF-8") from None
+    text = decode_line(path, n, line)
     if txt or path.suffix.lower() == ".txt":
         return text.rstrip("\r\n")  # every line is a text, even an empty one: output lines stay aligned
     if not text.strip():
         return None
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
+    row = json_line(path, n, text)
     if qa:
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("question", "context")):
             raise DataError(f"{path}:{n}: expected an object with string fields 'question' and 'context'")
@@ -65,6 +59,22 @@ def read_row(path: Path, n: int, line: bytes, txt: bool = False, qa: bool = Fals
     if not isinstance(row, dict) or not isinstance(row.get("text"), str):
         raise DataError(f"{path}:{n}: expected an object with a string field 'text'")
     return row["text"]
+
+
+def decode_line(path: Path, n: int, line: bytes) -> str:
+    """Line ``n`` of ``path`` as text; DataError naming file:line when it is not UTF-8."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{n}: not UTF-8 ({e}); convert the file to UTF-8") from None
+
+
+def json_line(path: Path, n: int, text: str):
+    """Line ``n`` of a JSONL file parsed; DataError naming file:line when it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{n}: not valid JSON ({e}); write one JSON object per line") from None
 
 
 def predict_stream(predictor, rows: Iterable[tuple[int, object]], out: TextIO, chunk: int = 512) -> tuple[int, int]:
