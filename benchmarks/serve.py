@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -266,6 +267,7 @@ async def lm_load(port: int, prompts: list[str], concurrency: int, seconds: floa
 
 
 def main_generate(args, bundle: Path) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # ORT's quantizer turned on INFO logging for every logger
     prompts = [json.loads(line)["prompt"] for line in LM_PROMPTS.read_text(encoding="utf-8").splitlines()[:args.prompts]]
     alone, loop = lm_in_process(bundle, prompts, args.threads, args.max_tokens)
     print(f"in-process streams: {loop['tokens_per_s']:.1f} tokens/s, TTFT p50 {loop['ttft_p50_ms']:.0f} ms", file=sys.stderr)
