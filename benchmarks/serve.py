@@ -31,6 +31,11 @@ the shipped SQuAD answer-from-the-passage test prompts, each reply ``--max-token
 ``Generator.stream`` of each prompt. Reported per C: replies/s, generated tokens/s (all streams
 together) against the in-process loop's, time to the first streamed piece (p50/p99), 503s, errors,
 timeouts, RSS, and replies whose text differs from the in-process one. Written to serve_generate.json.
+A reply admitted to a full queue waits for the ``--queue`` replies before it, so here a timeout is a
+reply not finished within twice that wait (queue x the in-process seconds per reply x 2) unless
+``--timeout`` says otherwise; and one warm-up pass at the highest concurrency comes before the measured
+ones, whose RSS is reported apart (the first burst of 64 connections raises the server's high-water
+mark once; repeated bursts must not move it).
 
 Prints a table and writes benchmarks/results/serve.json (or --out). Linux only (/proc).
 """
@@ -271,12 +276,17 @@ def main_generate(args, bundle: Path) -> None:
     prompts = [json.loads(line)["prompt"] for line in LM_PROMPTS.read_text(encoding="utf-8").splitlines()[:args.prompts]]
     alone, loop = lm_in_process(bundle, prompts, args.threads, args.max_tokens)
     print(f"in-process streams: {loop['tokens_per_s']:.1f} tokens/s, TTFT p50 {loop['ttft_p50_ms']:.0f} ms", file=sys.stderr)
+    timeout = args.timeout or 2 * args.queue / loop["replies_per_s"]
     proc, port, cold = start_server(bundle, args.threads, args.queue)
     rows = []
     try:
+        started = rss_mb(proc.pid)
+        asyncio.run(lm_load(port, prompts, max(args.concurrency), args.seconds / 2, timeout, args.max_tokens))
+        warm = rss_mb(proc.pid)
+        print(f"warm-up at concurrency {max(args.concurrency)}: RSS {started:.1f} → {warm:.1f} MB", file=sys.stderr)
         for c in args.concurrency:
             before = rss_mb(proc.pid)
-            r = asyncio.run(lm_load(port, prompts, c, args.seconds, args.timeout, args.max_tokens))
+            r = asyncio.run(lm_load(port, prompts, c, args.seconds, timeout, args.max_tokens))
             after = rss_mb(proc.pid)
             answers = r.pop("answers")
             rows.append({"concurrency": c, **r, "differ_from_alone": sum(a != alone[p] for p, a in answers),
@@ -289,9 +299,11 @@ def main_generate(args, bundle: Path) -> None:
     out = args.out if args.out != HERE / "results" / "serve.json" else HERE / "results" / "serve_generate.json"
     write_json(out, {"machine": _machine(), "bundle": Path(bundle).name, "threads": args.threads, "queue": args.queue,
                      "seconds": args.seconds, "prompts": len(prompts), "max_tokens": args.max_tokens,
+                     "timeout_s": timeout, "rss_started_mb": started, "rss_after_warmup_mb": warm,
                      "in_process": loop, "cold_start_ms": cold * 1e3, "rows": rows, "sigterm_exit_code": rc})
     print(f"\nin-process Generator.stream: {loop['tokens_per_s']:.1f} tokens/s, TTFT p50 {loop['ttft_p50_ms']:.0f} ms; "
-          f"{len(prompts)} prompts, {args.max_tokens} tokens each; cold start {cold * 1e3:.0f} ms; threads {args.threads}")
+          f"{len(prompts)} prompts, {args.max_tokens} tokens each; cold start {cold * 1e3:.0f} ms; threads {args.threads}; "
+          f"timeout {timeout:.0f} s; RSS {started:.1f} MB started, {warm:.1f} MB after the warm-up")
     print("| clients | replies/s | tokens/s | vs loop | TTFT p50 ms | TTFT p99 ms | 503 | errors | timeouts | ≠ alone | RSS MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
@@ -310,7 +322,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="per concurrency level, and for the in-process loop")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads, server and in-process loop alike")
     ap.add_argument("--queue", type=int, default=32, help="the server's --queue")
-    ap.add_argument("--timeout", type=float, default=10.0, help="a request unanswered this long is a timeout")
+    ap.add_argument("--timeout", type=float, help="a request unanswered this long is a timeout (default 10 s; "
+                    "text generation: twice a full queue's wait)")
     ap.add_argument("--cold", type=int, default=5, help="cold starts to time")
     ap.add_argument("--make-lm-bundle", type=Path, help="export the embedded SmolLM2 at INT4 in this folder first")
     ap.add_argument("--prompts", type=int, default=8, help="text generation: prompts from the shipped test sample")
@@ -340,7 +353,7 @@ def main() -> None:
     try:
         for c in args.concurrency:
             before = rss_mb(proc.pid)
-            r = asyncio.run(load(port, pool, c, args.seconds, args.timeout))
+            r = asyncio.run(load(port, pool, c, args.seconds, args.timeout or 10.0))
             after = rss_mb(proc.pid)
             answers = r.pop("answers")
             differ = sum(a != alone[t] for t, a in answers)
