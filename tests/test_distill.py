@@ -95,7 +95,10 @@ def test_cut_layers_copies_the_teachers_tensors_bit_for_bit(arch, tmp_path):
     student.save_pretrained(tmp_path)  # a normal HF folder that the Auto classes load
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     ids = torch.tensor([[2, 40, 41, 42, 3]])
-    assert torch.equal(loaded(input_ids=ids).logits, student.eval()(input_ids=ids).logits)
+    # Same tensors, but a reloaded model's buffers sit at other addresses, and some CPUs' kernels
+    # round differently on differently aligned memory (1e-9 seen on an AMD EPYC): close, not equal.
+    torch.testing.assert_close(loaded(input_ids=ids).logits, student.eval()(input_ids=ids).logits,
+                               rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("teacher, student, keep", [
