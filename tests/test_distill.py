@@ -15,7 +15,7 @@ from edgeft.cli import app
 from edgeft.compress.distill import (UNLABELED, DistillConfig, KDCollator, attach_teacher_logits, augment,
                                      cut_layers, distill, distillation_loss, encode_transfer, evenly_spaced,
                                      find_layers, flops_per_token, hidden_mse, layer_pairs, read_texts, run_model,
-                                     transfer_set, unlabeled_examples)
+                                     transfer_set, unlabeled_examples, word_neighbours)
 from edgeft.train.finetune import IGNORE
 from edgeft.data import TokenExample, read_dataset
 from edgeft.errors import ConfigError, DataError, ModelError
@@ -222,6 +222,66 @@ def test_transfer_set_grows_with_unlabeled_text_and_augmentation(cue, tmp_path):
     rows = encode_transfer(ts.examples, "text-classification", tok, {"negative": 0, "positive": 1}, 32)
     assert [r["labels"] for r in rows[:160]] == [int(ex.label == "positive") for ex in train.examples]
     assert all(r["labels"] == IGNORE for r in rows[160:])  # unlabeled and augmented: KD only
+
+
+def test_neighbours_are_the_nearest_whole_words_by_embedding_cosine():
+    import numpy as np
+
+    vocab = {"[CLS]": 0, "good": 1, "great": 2, "bad": 3, "##ly": 4, "42": 5, "a": 6, "film": 7, "movie": 8}
+    e = np.zeros((9, 3), dtype=np.float32)
+    e[1], e[2], e[3] = [1, 0, 0], [0.9, 0.1, 0], [0.6, 0.8, 0]  # great is nearest to good, then bad
+    e[4] = e[1]  # a continuation piece: never a neighbour, however close
+    e[7], e[8] = [0, 0, 1], [0, 0.1, 1]
+    e[0], e[5], e[6] = [1, 0, 0], [1, 0, 0], [1, 0, 0]  # special, digits, one letter: not words
+    table = word_neighbours(e, vocab, k=2)
+    assert set(table) == {"good", "great", "bad", "film", "movie"}
+    assert table["good"] == ("great", "bad")
+    assert table["film"][0] == "movie" and "film" not in table["film"]  # never itself
+
+
+def test_neighbour_variants_swap_words_seeded_and_fall_back_to_masking():
+    from edgeft.data import TextExample
+
+    table = {"good": ("great", "fine"), "film": ("movie", "picture"), "great": ("good",), "dull": ("boring",)}
+    rows = [TextExample(text="A good film , truly (dull)!", label="positive", line=1),
+            TextExample(text="Good !", label="positive", line=2),
+            TextExample(text="42 ?", label="negative", line=3)]  # no word with neighbours
+    variants = augment(rows, 3, 0.5, "[MASK]", seed=7, neighbours=table)
+    assert len(variants) == 9 and variants == augment(rows, 3, 0.5, "[MASK]", seed=7, neighbours=table)
+    assert variants != augment(rows, 3, 0.5, "[MASK]", seed=8, neighbours=table)
+    allowed = [{"A"}, {"good", "great", "fine"}, {"film", "movie", "picture"}, {","}, {"truly"}, {"(dull)!", "(boring)!"}]
+    for v in variants[:3]:
+        words = v.text.split()
+        assert v.label == UNLABELED and v.text != rows[0].text  # KD only, and changed
+        assert all(w in ok for w, ok in zip(words, allowed, strict=True))  # same length, punctuation kept
+    assert all(v.text in ("Great !", "Fine !") for v in variants[3:6])  # the capital survives the swap
+    assert all("[MASK]" in v.text or len(v.text.split()) == 1 for v in variants[6:])  # masked or dropped
+
+
+def test_training_rows_keep_their_labels_and_variants_carry_the_teachers_soft_targets(cue):
+    """What the student trains on: each training row with its own label, each neighbour variant with no
+    label and the teacher's logits on exactly that text."""
+    import numpy as np
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    data, teacher = cue
+    train = read_dataset(data)
+    model, tok = AutoModelForSequenceClassification.from_pretrained(teacher).eval(), AutoTokenizer.from_pretrained(teacher)
+    table = word_neighbours(model.get_input_embeddings().weight.detach().numpy(), tok.get_vocab())
+    ts = transfer_set(train, DistillConfig(train=TrainConfig(seed=3), augment=2), "[MASK]", Splits(), table)
+    assert ts.counts() == {"labeled": 160, "unlabeled": 0, "augmented": 320, "total": 480}
+    assert ts.examples[:160] == train.examples
+    swapped = [v for src, pair in zip(train.examples, zip(ts.examples[160::2], ts.examples[161::2])) for v in pair
+               if len(v.text.split()) == len(src.text.split()) and "[MASK]" not in v.text]
+    assert len(swapped) == 320  # every row has words with neighbours: all variants are swaps
+
+    rows = encode_transfer(ts.examples, "text-classification", tok, {"negative": 0, "positive": 1}, 32)
+    attach_teacher_logits(rows, rows, run_model(model, rows, tok), "text-classification")
+    assert [r["labels"] for r in rows[:160]] == [int(ex.label == "positive") for ex in train.examples]
+    assert all(r["labels"] == IGNORE for r in rows[160:])
+    alone = run_model(model, [dict(tok(v.text, truncation=True, max_length=32)) for v in ts.examples[160:170]], tok)
+    for row, logits in zip(rows[160:170], alone):
+        np.testing.assert_allclose(row["teacher_logits"], logits, atol=1e-5)
 
 
 def test_token_transfer_rows_mark_every_words_first_sub_token(tiny_models, data_dir):

@@ -8,7 +8,8 @@ bit) or any smaller pretrained model (``--student``). It learns from
 
 (Hinton et al. 2015; the T² keeps the soft-target gradients on the same scale as the CE's when T
 changes). The transfer set is the training data, plus optional unlabeled in-domain text and
-seeded word-dropout / masked-word variants of the training rows; rows without a label (unlabeled,
+seeded variants of the training rows (words swapped for their nearest neighbours in the teacher's
+embeddings, TinyBERT's augmentation, or masked / dropped); rows without a label (unlabeled,
 augmented) get the KD term only. The teacher's logits for these fixed inputs are computed once,
 before training, and travel with each row as a feature column: the teacher costs one inference
 pass, not one per epoch.
@@ -39,7 +40,7 @@ _EXPORTS = {  # what other code imports from edgeft.compress.distill → the mod
     **dict.fromkeys(["QA", "Student", "cut_layers", "evenly_spaced", "find_layers", "layer_pairs", "make_student",
                      "task_of", "teacher_info"], "student"),
     **dict.fromkeys(["NO_LABEL", "TransferSet", "UNLABELED", "attach_teacher_logits", "augment", "encode_transfer",
-                     "read_texts", "run_model", "transfer_set", "unlabeled_examples"], "transfer"),
+                     "read_texts", "run_model", "transfer_set", "unlabeled_examples", "word_neighbours"], "transfer"),
     **dict.fromkeys(["compare_on_test", "flops_per_token", "parameters", "prediction_agreement", "qa_scores", "stack_outputs"], "compare"),
     **dict.fromkeys(["KDCollator", "KD_COLUMNS"], "trainer"),
     **dict.fromkeys(["distill"], "stage"),

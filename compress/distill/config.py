@@ -9,6 +9,8 @@ from edgeft.train.config import TrainConfig
 
 
 DEFAULT_LAYERS = 3
+SMALL_DATA = 20_000  # training rows under which a build augments the transfer set
+BUILD_AUGMENT = 4  # variants per training row a build makes then
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,13 @@ class DistillConfig:
     hidden_loss: bool = setting(False, "Add MSE between the student's and teacher's hidden states.")
     hidden_weight: float = setting(1.0, "Weight of the hidden-state MSE.", ge=0)
     unlabeled: str | None = setting(None, "Unlabeled in-domain text (.txt a line each, .jsonl, .csv): KD only.")
-    augment: int = setting(0, "Masked-word / word-dropout variants per training row (seeded, KD only).", ge=0)
-    augment_prob: float = setting(0.15, "Fraction of the words masked or dropped per variant.", gt=0, lt=1)
+    augment: int | None = setting(None, "Variants per training row, labelled by the teacher (seeded, KD only). "
+                                  f"Default: 0; a build uses {BUILD_AUGMENT} when the training split has under "
+                                  f"{SMALL_DATA:,} rows.", ge=0)
+    augment_words: str = setting("neighbours", "How a variant changes words: neighbours (each swapped, with "
+                                 "--augment-prob, for one of its 15 nearest words in the teacher's embeddings) | "
+                                 "mask (masked or dropped).", choices=("neighbours", "mask"))
+    augment_prob: float = setting(0.3, "Fraction of the words swapped, masked or dropped per variant.", gt=0, lt=1)
 
     def __post_init__(self):
         problems = []

@@ -21,7 +21,8 @@ from edgeft.versions import versions
 from edgeft.writable import write_json
 from edgeft.compress.distill.config import DistillConfig
 from edgeft.compress.distill.student import (QA, make_student, teacher_info, teacher_max_length, teacher_windows)
-from edgeft.compress.distill.transfer import (attach_teacher_logits, encode_transfer, run_model, transfer_set, write_splits)
+from edgeft.compress.distill.transfer import (attach_teacher_logits, encode_transfer, run_model, transfer_set, word_neighbours,
+                                             write_splits)
 from edgeft.compress.distill.compare import (compare_on_test, weights_bytes)
 from edgeft.compress.distill.trainer import distill_trainer_class
 
@@ -82,7 +83,11 @@ def distill(teacher_dir: str | Path, out_dir: str | Path, splits: Splits, cfg: D
 
     # The transfer set and the teacher's logits on it, once.
     label2id = {label: i for i, label in enumerate(labels)}
-    transfer = transfer_set(train_ds, cfg, getattr(s_tok, "mask_token", None), splits)
+    neighbours = None
+    if cfg.augment and cfg.augment_words == "neighbours":
+        progress("nearest words in the teacher's embeddings (the augmentation's replacements)")
+        neighbours = word_neighbours(teacher.get_input_embeddings().weight.detach().float().numpy(), t_tok.get_vocab())
+    transfer = transfer_set(train_ds, cfg, getattr(s_tok, "mask_token", None), splits, neighbours)
     rows = encode_transfer(transfer.examples, task, s_tok, label2id, max_length, qa)
     t_rows = rows if s_tok is t_tok else encode_transfer(transfer.examples, task, t_tok, label2id, max_length, qa)
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")

@@ -9,6 +9,7 @@ import inspect
 import io
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +24,7 @@ from edgeft.compress.distill.config import DistillConfig
 from edgeft.compress.distill.student import QA
 
 
+NEIGHBOURS = 15  # replacement candidates per word, as TinyBERT's K
 UNLABELED = "\x00unlabeled"  # label of transfer rows that have none (unlabeled text, augmented variants)
 NO_LABEL = -1  # its id while encoding: marks the KD positions, then becomes IGNORE
 
@@ -104,32 +106,97 @@ def unlabeled_examples(path: str | Path, task: str, text_column: str = "text", t
     return out
 
 
-def augment(examples: Sequence, n: int, prob: float, mask_token: str | None, seed: int) -> list:
-    """``n`` variants of each example, seeded: either each word replaced by ``mask_token`` with
-    probability ``prob`` (masked-word, as in BERT's pre-training) or each word dropped with that
-    probability (word dropout). Every variant changes at least one word. Variants are KD-only
-    (UNLABELED): masking or dropping the word that carries the label can change it, and the
-    teacher's soft labels say what it became (Tang et al. 2019; TinyBERT).
+def word_neighbours(embeddings, vocab: dict[str, int], k: int = NEIGHBOURS) -> dict[str, tuple[str, ...]]:
+    """Each whole-word token of ``vocab`` → its ``k`` nearest whole words by cosine similarity of the
+    model's input embeddings (``embeddings``: (vocab, hidden) array).
 
-    A one-word row without a mask token cannot change: it gets no variants.
+    These are the replacement candidates of neighbour augmentation. TinyBERT takes them from a masked
+    LM's predictions and GloVe neighbours; all-MiniLM-L6-v2 ships no MLM head, so the teacher's own
+    word embeddings play GloVe's part (neighbours of "good": excellent, bad, great, better, best, …).
+    A neighbour may reverse the meaning ("bad"): that is why variants are labelled by the teacher.
+    Whole words: alphabetic tokens of two letters or more, not a continuation piece ("##ing"); a
+    byte-level BPE word is its "Ġ"-prefixed form, written without the prefix.
+    """
+    import numpy as np
+
+    words: dict[str, int] = {}
+    for token, i in sorted(vocab.items(), key=lambda kv: kv[1]):
+        core = token[1:] if token.startswith("Ġ") else token
+        if len(core) > 1 and core.isalpha() and not token.startswith("##") and i < len(embeddings):
+            words.setdefault(core, i)
+    if len(words) <= k:
+        return {}
+    names = list(words)
+    vectors = np.asarray(embeddings, dtype=np.float32)[list(words.values())]
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    table = {}
+    for start in range(0, len(names), 2048):  # (2048, words) similarities at a time: ~250 MB for 30k words
+        sim = vectors[start:start + 2048] @ vectors.T
+        for r in range(len(sim)):
+            sim[r, start + r] = -np.inf  # not itself
+        top = np.argpartition(-sim, k, axis=1)[:, :k]
+        for r, row in enumerate(top):
+            best = row[np.argsort(-sim[r, row], kind="stable")]
+            table[names[start + r]] = tuple(names[j] for j in best)
+    return table
+
+
+WORD = re.compile(r"^(\W*)([^\W\d_]+)(\W*)$")  # punctuation around one alphabetic word: "(great!" → "(", "great", "!"
+
+
+def _candidates(word: str, table: dict[str, tuple[str, ...]]):
+    """(punctuation before, core, punctuation after, the core's neighbours), or None when it has none."""
+    m = WORD.match(word)
+    choices = m and (table.get(m[2]) or table.get(m[2].lower()))
+    return (m[1], m[2], m[3], choices) if choices else None
+
+
+def swap_word(word: str, table: dict[str, tuple[str, ...]], rng: random.Random) -> str:
+    """``word`` with its core replaced by one of its neighbours (first-letter case and surrounding
+    punctuation kept); ``word`` must have some (``_candidates``)."""
+    before, core, after, choices = _candidates(word, table)
+    new = rng.choice(choices)
+    return before + (new[0].upper() + new[1:] if core[0].isupper() else new) + after
+
+
+def augment(examples: Sequence, n: int, prob: float, mask_token: str | None, seed: int,
+            neighbours: dict[str, tuple[str, ...]] | None = None) -> list:
+    """``n`` variants of each example, seeded.
+
+    With ``neighbours`` (``word_neighbours``): each word that has neighbours is replaced by a random
+    one of them with probability ``prob`` (TinyBERT's augmentation, Jiao et al. 2020). The new words
+    also reach a trimmed vocabulary, which is built from the transfer set. A row with no such word
+    falls back to the rule below.
+
+    Otherwise: either each word replaced by ``mask_token`` with probability ``prob`` (masked-word, as
+    in BERT's pre-training) or each word dropped with that probability (word dropout).
+
+    Every variant changes at least one word. Variants are KD-only (UNLABELED): changing the word that
+    carries the label can change it, and the teacher's soft labels say what it became (Tang et al.
+    2019; TinyBERT). A one-word row without a mask token or a neighbour cannot change: no variants.
     """
     rng = random.Random(seed)
     out = []
     for ex in examples:
         words = list(ex.tokens) if isinstance(ex, TokenExample) else ex.text.split()
+        swappable = [i for i, w in enumerate(words) if neighbours and _candidates(w, neighbours)]
         for _ in range(n):
-            use_mask = mask_token is not None and (len(words) < 2 or rng.random() < 0.5)
-            if not use_mask and len(words) < 2:
-                break
-            hit = [rng.random() < prob for _ in words]
-            if not any(hit):
-                hit[rng.randrange(len(words))] = True
-            if use_mask:
-                variant = [mask_token if h else w for w, h in zip(words, hit)]
+            if swappable:
+                hit = {i for i in swappable if rng.random() < prob} or {rng.choice(swappable)}
+                variant = [swap_word(w, neighbours, rng) if i in hit else w for i, w in enumerate(words)]
             else:
-                if all(hit):  # keep at least one word
-                    hit[rng.randrange(len(words))] = False
-                variant = [w for w, h in zip(words, hit) if not h]
+                use_mask = mask_token is not None and (len(words) < 2 or rng.random() < 0.5)
+                if not use_mask and len(words) < 2:
+                    break
+                hit = [rng.random() < prob for _ in words]
+                if not any(hit):
+                    hit[rng.randrange(len(words))] = True
+                if use_mask:
+                    variant = [mask_token if h else w for w, h in zip(words, hit)]
+                else:
+                    if all(hit):  # keep at least one word
+                        hit[rng.randrange(len(words))] = False
+                    variant = [w for w, h in zip(words, hit) if not h]
             if isinstance(ex, TokenExample):
                 out.append(TokenExample(tokens=tuple(variant), tags=(UNLABELED,) * len(variant), line=ex.line))
             else:
@@ -137,11 +204,14 @@ def augment(examples: Sequence, n: int, prob: float, mask_token: str | None, see
     return out
 
 
-def transfer_set(train: Dataset, cfg: DistillConfig, mask_token: str | None, splits: Splits) -> TransferSet:
-    """Training rows + unlabeled rows (``cfg.unlabeled``) + ``cfg.augment`` variants per training row."""
+def transfer_set(train: Dataset, cfg: DistillConfig, mask_token: str | None, splits: Splits,
+                 neighbours: dict[str, tuple[str, ...]] | None = None) -> TransferSet:
+    """Training rows + unlabeled rows (``cfg.unlabeled``) + ``cfg.augment`` variants per training row
+    (neighbour swaps with ``neighbours``, else masked or dropped words)."""
     t = cfg.train
     extra = unlabeled_examples(cfg.unlabeled, train.task, splits.text_column, splits.tokens_column) if cfg.unlabeled else []
-    variants = augment(train.examples, cfg.augment, cfg.augment_prob, mask_token, t.seed) if cfg.augment else []
+    variants = augment(train.examples, cfg.augment, cfg.augment_prob, mask_token, t.seed, neighbours) \
+        if cfg.augment else []
     return TransferSet([*train.examples, *extra, *variants], len(train), len(extra), len(variants))
 
 
