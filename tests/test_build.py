@@ -128,6 +128,18 @@ def test_distilled_and_trimmed_student_becomes_a_variant(tiny_models, data_dir, 
     assert p.manifest.quantization and len(p.predict(["fine"])) == 1
     assert student["size_mb"] < report["variants"][1]["size_mb"]  # fewer layers, fewer tokens: smaller than int8
 
+    # 200 training rows is small data: the student learnt from 4 teacher-labelled variants of each, and the
+    # vocabulary was trimmed to that transfer set, so the variants' new words keep their pieces.
+    st = report["student"]
+    t = st["transfer"]
+    assert st["augment"] == 4 and t["labeled"] == 180 and 0 < t["augmented"] <= 4 * 180  # 20 rows validate
+    assert t["total"] == t["labeled"] + t["augmented"] and t["unlabeled"] == 0
+    assert st["distill_pt"] == round(100 * (report["pytorch_fp32"]["metric"] - st["pytorch_metric"]), 2)
+    assert st["trim_and_int8_pt"] == round(100 * (st["pytorch_metric"] - student["metric"]), 2)
+    trim = json.loads(next((out / "stages").glob("trim-*/trim_report.json")).read_text())
+    assert trim["corpus"].endswith("transfer.jsonl") and trim["corpus_rows"] == t["total"]
+    assert f"{t['total']:,} transfer texts" in (out / "report.md").read_text()
+
 
 def test_android_target_records_the_mobile_usability_check(tiny_models, data_dir, tmp_path):
     out = tmp_path / "android"

@@ -284,6 +284,20 @@ def test_training_rows_keep_their_labels_and_variants_carry_the_teachers_soft_ta
         np.testing.assert_allclose(row["teacher_logits"], logits, atol=1e-5)
 
 
+def test_a_build_augments_small_training_splits_only(tmp_path):
+    from edgeft.build import build_augment
+    from edgeft.compress.distill.config import BUILD_AUGMENT, SMALL_DATA
+
+    small, large = tmp_path / "small.jsonl", tmp_path / "large.jsonl"
+    small.write_text('{"text": "a", "label": "x"}\n' * 100)
+    large.write_text('{"text": "a", "label": "x"}\n' * SMALL_DATA)
+    assert build_augment(DistillConfig(), Splits(small), qa=False) == BUILD_AUGMENT
+    assert build_augment(DistillConfig(), Splits(large), qa=False) == 0
+    assert build_augment(DistillConfig(), Splits(small), qa=True) == 0  # an answer needs its span in the context
+    assert build_augment(DistillConfig(augment=0), Splits(small), qa=False) == 0  # the recipe's word wins
+    assert build_augment(DistillConfig(augment=2), Splits(large), qa=False) == 2
+
+
 def test_token_transfer_rows_mark_every_words_first_sub_token(tiny_models, data_dir):
     from transformers import AutoTokenizer
 
