@@ -126,18 +126,23 @@ def test_distilled_and_trimmed_student_becomes_a_variant(tiny_models, data_dir, 
 
     p = Predictor.load(student["bundle"])
     assert p.manifest.quantization and len(p.predict(["fine"])) == 1
-    assert student["size_mb"] < report["variants"][1]["size_mb"]  # fewer layers, fewer tokens: smaller than int8
+    # Fewer layers and tokens than FP32. (Against the teacher's INT8 it depends on which candidate each search
+    # picks: on this tiny model the student's fused-pc keeps fp32 embeddings that the teacher's -emb quantizes.)
+    assert student["size_mb"] < report["variants"][0]["size_mb"]
 
     # 200 training rows is small data: the student learnt from 4 teacher-labelled variants of each, and the
     # vocabulary was trimmed to that transfer set, so the variants' new words keep their pieces.
     st = report["student"]
     t = st["transfer"]
-    assert st["augment"] == 4 and t["labeled"] == 180 and 0 < t["augmented"] <= 4 * 180  # 20 rows validate
+    distilled = next((out / "stages").glob("distill-*"))
+    rows = len((distilled / "data" / "train.jsonl").read_text().splitlines())
+    assert st["augment"] == 4 and t["labeled"] == rows and 0 < t["augmented"] <= 4 * rows
     assert t["total"] == t["labeled"] + t["augmented"] and t["unlabeled"] == 0
     assert st["distill_pt"] == round(100 * (report["pytorch_fp32"]["metric"] - st["pytorch_metric"]), 2)
     assert st["trim_and_int8_pt"] == round(100 * (st["pytorch_metric"] - student["metric"]), 2)
     trim = json.loads(next((out / "stages").glob("trim-*/trim_report.json")).read_text())
     assert trim["corpus"].endswith("transfer.jsonl") and trim["corpus_rows"] == t["total"]
+    assert trim["vocab"]["after"] < trim["vocab"]["before"]
     assert f"{t['total']:,} transfer texts" in (out / "report.md").read_text()
 
 
