@@ -4,7 +4,11 @@ A 30k-token WordPiece vocabulary is 11.7 M of MiniLM's 22.7 M parameters, yet a 
 a few thousand of those tokens. ``trim_vocab(model_dir, corpus, out, cfg)`` keeps
 
 * the special and added tokens (and every id the config or the post-processor names),
-* every token the corpus produces at least ``min_count`` times,
+* every token the corpus produces at least ``min_count`` times; with ``max_tokens`` the most frequent
+  of them up to that many tokens in all, and any room left filled with the base vocabulary's pieces in
+  id order (a WordPiece/BPE vocabulary lists its common pieces first, so words the corpus never had
+  keep more of their whole-word pieces; on the SST-2 sample this kept more test sentences' tokenization
+  unchanged than stopping at a corpus count did, at the same size),
 * by default every single-character piece ("x" and "##x" for WordPiece, the byte alphabet for
   byte-level BPE), so an unseen word falls apart into characters instead of becoming [UNK],
 * for BPE, the parts of every kept token's merges (the merge "closure"), so that each kept token
@@ -33,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from edgeft.errors import ModelError, require
+from edgeft.errors import ConfigError, ModelError, require
 from edgeft.settings import check, setting
 from edgeft.stage import Progress, Splits, StageResult, silent
 from edgeft.writable import atomic_folder, write_json
@@ -49,6 +53,10 @@ class TrimConfig:
 
     keep_chars: bool = setting(True, "Keep every single-character piece, so unseen words become characters, not [UNK].")
     min_count: int = setting(1, "Keep a corpus token only if it occurs at least N times.", ge=1)
+    max_tokens: int | None = setting(None, "Keep at most N tokens: the special and character pieces, the corpus' most "
+                                           "frequent tokens, then the base vocabulary in id order (not set: no cap; "
+                                           "edgeft build caps a student trained on augmented text at 1/8 of the FP32 "
+                                           "teacher's size).", ge=1)
     max_length: int = setting(128, "Tokens per example for the logit check and the validation scores.", ge=2)
     check_rows: int = setting(512, "Corpus rows (seeded sample) whose logits are compared with the original's.", ge=1)
     force: bool = setting(False, "Replace a non-empty output folder.")
@@ -130,6 +138,7 @@ def trim_vocab(model_dir: str | Path, out_dir: str | Path, splits: Splits, cfg: 
             "corpus_rows": len(texts),
             "keep_chars": cfg.keep_chars,
             "min_count": cfg.min_count,
+            "max_tokens": cfg.max_tokens,
             "vocab": {"before": vocab_before, "after": len(new_to_old), **breakdown},
             "parameters": {"before": _parameters(model), "after": _parameters(model2)},
             "size_bytes": {"before": _weights_bytes(source), "after": _weights_bytes(tmp)},
@@ -143,6 +152,8 @@ def trim_vocab(model_dir: str | Path, out_dir: str | Path, splits: Splits, cfg: 
             progress(f"scoring {splits.validation} before and after")
             report["validation"] = validation_report(model, tokenizer, model2, tokenizer2, new_to_old, task, cfg,
                                                      splits)
+        if splits.test:
+            report["test"] = changed_share(tokenizer, tokenizer2, Path(splits.test), splits, new_to_old, cfg.max_length)
         write_json(tmp / "trim_report.json", report)  # out, if it exists (empty, or --force), is replaced
     return StageResult(out, report)
 
@@ -213,12 +224,26 @@ def plan(spec: dict, counts: Counter, cfg: TrimConfig, protected: set[int]) -> t
     vocab: dict[str, int] = model["vocab"]
     keep = set(protected)
     breakdown = {"special": len(keep)}
-    corpus = {i for i, n in counts.items() if n >= cfg.min_count} - keep
+    chars = {i for t, i in vocab.items() if is_char_piece(t, model)} - keep if cfg.keep_chars else set()
+    room = cfg.max_tokens - len(keep | chars) if cfg.max_tokens else len(vocab)
+    if room < 0:
+        raise ConfigError(f"--max-tokens {cfg.max_tokens} is below the {len(keep | chars)} special and character "
+                          f"pieces every trimmed vocabulary keeps; raise it (or use --no-keep-chars)")
+    ranked = sorted((i for i, n in counts.items() if n >= cfg.min_count and i not in keep),
+                    key=lambda i: (-counts[i], i))  # most frequent first; character pieces are kept anyway
+    corpus = {i for i in ranked if i in chars} | set([i for i in ranked if i not in chars][:room])
     keep |= corpus
     breakdown["from_corpus"] = len(corpus)
-    chars = {i for t, i in vocab.items() if is_char_piece(t, model)} - keep if cfg.keep_chars else set()
+    if cfg.max_tokens:
+        breakdown["corpus_dropped"] = len(ranked) - len(corpus)
+    chars -= keep
     keep |= chars
     breakdown["chars"] = len(chars)
+    if cfg.max_tokens:  # fill what is left with the base vocabulary's first pieces ([unused] slots excluded)
+        fill = [i for t, i in sorted(vocab.items(), key=lambda kv: kv[1])
+                if i not in keep and not (t.startswith("[") and t.endswith("]"))][: cfg.max_tokens - len(keep)]
+        keep |= set(fill)
+        breakdown["from_base"] = len(fill)
     if model["type"] == "BPE":
         produced_by: dict[str, list[tuple[str, str]]] = {}
         for a, b in _merges(model):
@@ -426,8 +451,7 @@ def validation_report(model, tokenizer, model2, tokenizer2, new_to_old, task: st
     else:  # no classifier head: nothing to score, ids only
         texts = [v for _, v in read_texts(splits.validation, splits.text_column, splits.tokens_column)]
     old, new = tokenize(tokenizer, texts, cfg.max_length), tokenize(tokenizer2, texts, cfg.max_length)
-    changed = sum([new_to_old[i] for i in n] != o for n, o in zip(new["input_ids"], old["input_ids"]))
-    report = {"path": str(splits.validation), "rows": len(texts), "changed_inputs": changed / len(texts),
+    report = {"path": str(splits.validation), "rows": len(texts), "changed_inputs": _changed(old, new, new_to_old),
               "unk_rate": {"before": _unk_rate(old["input_ids"], tokenizer.unk_token_id),
                            "after": _unk_rate(new["input_ids"], tokenizer2.unk_token_id)}}
     if task:
@@ -440,6 +464,23 @@ def validation_report(model, tokenizer, model2, tokenizer2, new_to_old, task: st
         report.update({"metric": name, "before": scores[0][name], "after": scores[1][name],
                        "drop": scores[0][name] - scores[1][name]})
     return report
+
+
+def _changed(old, new, new_to_old: Sequence[int]) -> float:
+    """The share of rows whose token ids (mapped back to the old vocabulary) differ."""
+    rows = list(zip(new["input_ids"], old["input_ids"]))
+    return sum([new_to_old[i] for i in n] != o for n, o in rows) / len(rows) if rows else 0.0
+
+
+def changed_share(tokenizer, tokenizer2, path: Path, splits: Splits, new_to_old: Sequence[int], max_length: int) -> dict:
+    """The share of a split's texts (the test split's, in a build) that the trimmed vocabulary tokenizes
+    differently: the words the corpus never had, which now fall apart into shorter pieces."""
+    from edgeft.compress.distill import read_texts
+
+    texts = [v for _, v in read_texts(path, splits.text_column, splits.tokens_column)]
+    return {"path": str(path), "rows": len(texts),
+            "changed_inputs": _changed(tokenize(tokenizer, texts, max_length), tokenize(tokenizer2, texts, max_length),
+                                       new_to_old)}
 
 
 def _unk_rate(ids: Sequence[Sequence[int]], unk: int | None) -> float:

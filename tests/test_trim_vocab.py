@@ -104,6 +104,45 @@ def test_min_count_keeps_only_frequent_corpus_tokens(tiny_models, corpus, tmp_pa
     assert report["vocab"]["from_corpus"] == len(kept) - 5
 
 
+def test_max_tokens_keeps_the_most_frequent_corpus_tokens_then_fills_with_base_pieces(tiny_models, corpus, data_dir,
+                                                                                         tmp_path):
+    from collections import Counter
+
+    from tokenizers import Tokenizer
+
+    src = tiny_models("bert")
+    original = Tokenizer.from_file(str(src / "tokenizer.json"))
+    counts = Counter(t for text in corpus_texts(corpus) for t in original.encode(text, add_special_tokens=False).tokens)
+    full = trim_vocab(src, tmp_path / "full", Splits(corpus), TrimConfig()).metrics["vocab"]
+    fixed = full["special"] + full["chars"] + sum(1 for t in counts if len(t.removeprefix("##")) == 1)  # always kept
+
+    # A cap below what the corpus needs: the most frequent corpus tokens win, exactly up to the cap.
+    cap = (fixed + full["after"]) // 2
+    report = trim_vocab(src, tmp_path / "cap", Splits(corpus, test=data_dir / "sst2_300.jsonl"),
+                        TrimConfig(max_tokens=cap)).metrics
+    kept = set(Tokenizer.from_file(str(tmp_path / "cap" / "tokenizer.json")).get_vocab())
+    assert len(kept) == report["vocab"]["after"] == cap and report["max_tokens"] == cap
+    words = [t for t in counts if len(t.removeprefix("##")) > 1]
+    dropped = [t for t in words if t not in kept]
+    assert dropped and report["vocab"]["corpus_dropped"] == len(dropped) and report["vocab"]["from_base"] == 0
+    assert min(counts[t] for t in words if t in kept) >= max(counts[t] for t in dropped)
+    assert report["corpus_check"]["ids_identical"] < 1.0  # the dropped tokens' words are spelled in smaller pieces
+    assert report["test"]["rows"] == 300 and 0 < report["test"]["changed_inputs"] <= 1
+
+    # A cap above it: every corpus token, then the base vocabulary's first ids, never an [unused] slot.
+    roomy = trim_vocab(src, tmp_path / "roomy", Splits(corpus), TrimConfig(max_tokens=full["after"] + 20)).metrics
+    kept = Tokenizer.from_file(str(tmp_path / "roomy" / "tokenizer.json")).get_vocab()
+    assert len(kept) == full["after"] + 20 and roomy["vocab"]["from_base"] == 20
+    assert set(counts) <= set(kept) and roomy["corpus_check"]["ids_identical"] == 1.0
+    ids = original.get_vocab()
+    fill = [t for t in kept if t not in counts and len(t.removeprefix("##")) > 1 and not t.startswith("[")]
+    first_left_out = min(i for t, i in ids.items() if t not in kept and not t.startswith("["))
+    assert len(fill) == 20 and all(ids[t] < first_left_out for t in fill)  # the base vocabulary's first pieces
+
+    with pytest.raises(ConfigError, match="--max-tokens 10 is below"):
+        trim_vocab(src, tmp_path / "tiny", Splits(corpus), TrimConfig(max_tokens=10))
+
+
 def byte_level_gpt2(folder):
     """A tiny GPT-2 with its own byte-level BPE tokenizer (GPT-2's kind), trained on the test slices."""
     import torch
