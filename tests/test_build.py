@@ -143,7 +143,17 @@ def test_distilled_and_trimmed_student_becomes_a_variant(tiny_models, data_dir, 
     trim = json.loads(next((out / "stages").glob("trim-*/trim_report.json")).read_text())
     assert trim["corpus"].endswith("transfer.jsonl") and trim["corpus_rows"] == t["total"]
     assert trim["vocab"]["after"] < trim["vocab"]["before"]
-    assert f"{t['total']:,} transfer texts" in (out / "report.md").read_text()
+    # The augmented words' pieces are capped so the student fits 1/8 of the FP32 teacher, and the report
+    # says how many tokens it kept and how much of the test split now tokenizes differently.
+    from edgeft.build import trim_cap
+
+    teacher = next((out / "stages").glob("train-*"))
+    assert trim["max_tokens"] == trim_cap(teacher, distilled)
+    assert st["trim"] == {"vocab_before": trim["vocab"]["before"], "vocab_after": trim["vocab"]["after"],
+                          "max_tokens": trim["max_tokens"], "test_changed": trim["test"]["changed_inputs"]}
+    assert trim["test"]["rows"] == len((teacher / "data" / "test.jsonl").read_text().splitlines())
+    md = (out / "report.md").read_text()
+    assert f"{t['total']:,} transfer texts" in md and f"{trim['vocab']['after']:,} tokens" in md
 
 
 def test_android_target_records_the_mobile_usability_check(tiny_models, data_dir, tmp_path):
