@@ -42,7 +42,9 @@ def run_genai(folder: str, threads: int, new: int) -> dict:
     import onnxruntime_genai as og
 
     cfg = og.Config(folder)
-    cfg.clear_providers()
+    cfg.clear_providers()  # CPU, at the row's thread count like every other runtime here
+    cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads,
+                                                                      "inter_op_num_threads": 1}}}}))
     model = og.Model(cfg)
     ids = prompt_ids(str(Path(folder) / "tokenizer.json"))
     p = og.GeneratorParams(model)
