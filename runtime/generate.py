@@ -92,6 +92,7 @@ class Generator:
         names = {i.name for i in session.get_inputs()}
         self._mask = "attention_mask" in names
         self._positions = "position_ids" in names
+        self._select = "logits_positions" in names  # the LM head runs on the positions asked for (export_lm)
         self._past = [(p["input"], p["output"]) for p in self.spec["past"]]
         self._kv_shape = (1, int(self.spec["kv_heads"]), 0, int(self.spec["head_dim"]))
         self._outputs = ["logits"] + [o for _, o in self._past]
@@ -157,10 +158,18 @@ class Generator:
     def empty_cache(self) -> list[np.ndarray]:
         return [np.zeros(self._kv_shape, dtype=np.float32) for _ in self._past]
 
-    def forward(self, ids: Sequence[int], past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Run ``ids`` after the cached ``past``: (logits (len(ids), vocab) float32, the new cache)."""
+    def forward(self, ids: Sequence[int], past: list[np.ndarray], last: bool = False
+                ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Run ``ids`` after the cached ``past``: (logits (len(ids), vocab) float32, the new cache).
+
+        ``last``: only the last position's logits (1, vocab), which is all generation needs; a graph with
+        a ``logits_positions`` input then skips the LM head on the others (a 128-token prompt's
+        logits are 25 MB on SmolLM2's 49,152 tokens).
+        """
         done = past[0].shape[2] if past else 0
         feeds = {"input_ids": np.asarray([ids], dtype=np.int64)}  # (1, seq)
+        if self._select:
+            feeds["logits_positions"] = np.arange(len(ids) - 1 if last else 0, len(ids), dtype=np.int64)
         if self._mask:
             feeds["attention_mask"] = np.ones((1, done + len(ids)), dtype=np.int64)
         if self._positions:
@@ -168,7 +177,7 @@ class Generator:
         for (name, _), value in zip(self._past, past):
             feeds[name] = value
         out = self.session.run(self._outputs, feeds)
-        return out[0][0], out[1:]
+        return (out[0][0][-1:] if last else out[0][0]), out[1:]
 
     def perplexity(self, texts: Sequence[str]) -> dict[str, float]:
         """exp(mean next-token NLL) over ``texts`` (each cut to the context length); the ONNX graph's own."""
@@ -225,7 +234,7 @@ class Generator:
 
     def _loop(self, prompt: list[int], max_new: int, sampler: "_Sampler", stop: tuple[str, ...], ignore_eos: bool,
               start: float, run: _Run) -> Iterator[str]:
-        logits, past = self.forward(prompt, self.empty_cache())
+        logits, past = self.forward(prompt, self.empty_cache(), last=True)
         seen = np.zeros(logits.shape[-1], dtype=bool)
         seen[prompt] = True
         new: list[int] = []
@@ -251,7 +260,7 @@ class Generator:
                 sent = safe
             if len(new) >= max_new:
                 break
-            logits, past = self.forward([token], past)
+            logits, past = self.forward([token], past, last=True)
         if len(text) > sent:
             yield text[sent:]
         elapsed = time.perf_counter() - t1

@@ -177,7 +177,7 @@ def time_generation(generator, prompt: list[int], new_tokens: int) -> dict:
     """One timed greedy generation of exactly ``new_tokens`` (EOS ignored): TTFT (ms), prefill and decode
     tokens/s."""
     t = time.perf_counter()
-    generator.forward(prompt, generator.empty_cache())
+    generator.forward(prompt, generator.empty_cache(), last=True)
     prefill = time.perf_counter() - t
     r = generator.generate(prompt, max_new_tokens=new_tokens, ignore_eos=True)
     return {"ttft_ms": r.ttft_s * 1e3, "prefill_tokens_per_s": len(prompt) / prefill,

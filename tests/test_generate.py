@@ -46,6 +46,19 @@ def test_export_is_faithful_to_pytorch(lm_bundles, arch, weights, route):
         assert abs(r.metrics["variant"]["change"]) < 0.25  # perplexity within 25 % on a random tiny model
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_the_lm_head_runs_only_on_the_positions_asked_for(lm_bundles, arch):
+    import numpy as np
+
+    g = Generator.load(lm_bundles[arch, "int4"].bundle, threads=1)
+    assert "logits_positions" in {i.name for i in g.session.get_inputs()}
+    ids = g.encode("the cat sat on the mat")
+    full, _ = g.forward(ids, g.empty_cache())
+    last, _ = g.forward(ids, g.empty_cache(), last=True)  # what generation asks for: the next token's logits
+    assert full.shape == (len(ids), last.shape[1]) and last.shape[0] == 1
+    np.testing.assert_allclose(last[0], full[-1], atol=1e-5)
+
+
 def test_int4_is_smaller_than_int8_smaller_than_fp32(lm_bundles):
     size = {w: lm_bundles["llama", w].manifest.files["model.onnx.data"]["size"] for w in ("fp32", "int8", "int4")}
     assert size["int4"] < size["int8"] < size["fp32"]
