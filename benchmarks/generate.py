@@ -113,9 +113,11 @@ def main() -> None:
                   f"decode {row['decode_tok_s']:6.1f} tok/s  RSS {row['peak_rss_mb']:6.0f} MB", flush=True)
     ref = {r["threads"]: r["tokens"] for r in rows if r["runtime"] == "torch"}
     for r in rows:
-        r["greedy_equal_to_torch"] = sum(x == y for x, y in zip(r.pop("tokens"), ref[r["threads"]]))
+        r["greedy_equal_to_torch"] = sum(x == y for x, y in zip(r["tokens"], ref[r["threads"]]))  # same positions
+    from edgeft.runtime.bench import machine_info
+
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"machine": "2-vCPU Intel Xeon VM (AVX-512 VNNI/AMX), shared cores",
+    Path(a.out).write_text(json.dumps({"machine": machine_info(),
                                        "new_tokens": a.new_tokens, "prompt_tokens": 128, "rows": rows}, indent=2) + "\n")
 
 

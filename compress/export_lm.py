@@ -129,8 +129,7 @@ def export_lm(model_dir: str | Path, out: str | Path, cfg: ExportLMConfig = Expo
         metrics = _compare(ref, variant, parity["prompts"], cfg.parity_tokens, eval_texts, progress)
         manifest = Manifest(
             task="text-generation", labels=[], max_length=ctx, inputs=["input_ids"] + (
-                ["attention_mask"] if spec["attention_mask"] else []) + (
-                ["logits_positions"] if spec["logits_positions"] else []), outputs=["logits"],
+                ["attention_mask"] if spec["attention_mask"] else []), outputs=["logits"],
             pad_token_id=int(spec["pad_token_id"]), architecture=config.model_type, base_model=str(model_dir),
             data_fingerprint=_fingerprint(model_dir), opset=_opset(model),
             min_onnxruntime="1.20", parity=parity, metrics=metrics,
@@ -200,8 +199,9 @@ HEAD_OPS = ("MatMul", "Gemm", "FusedMatMul")
 
 def _select_positions(model: Path) -> None:
     """Feed the LM head only the positions in a new ``logits_positions`` input (int64, (n,)): generation
-    asks for the last one. On SmolLM2 INT4 (AMD EPYC, 1 thread, a 128-token prompt) that took peak RSS
-    from 315 to 294 MB and TTFT from 1.9 to 1.35 s, with the same tokens; perplexity asks for all.
+    asks for the last one. On SmolLM2 INT4 (AMD EPYC, 1 thread, a 128-token prompt) that took TTFT from
+    1,173 to 827 ms and peak RSS from 313 to 295 MB, with the same tokens (benchmarks/results/generate-amd.json);
+    perplexity asks for all.
     The head is the first MatMul found walking back from ``logits``; without one the graph is left as it is."""
     import onnx
     from onnx import TensorProto, helper
@@ -257,7 +257,8 @@ def _generator(model: Path, spec: dict, tok_file: Path):
     from edgeft.runtime.session import SessionSettings, open_session
 
     bundle = SimpleNamespace(manifest=SimpleNamespace(extra={"generation": spec}), source=model.parent)
-    return Generator(bundle, open_session(model, SessionSettings(threads=1)), Tokenizer.from_file(str(tok_file)))
+    return Generator(bundle, open_session(model, SessionSettings(threads=1, memory_arena=False)),  # as served
+                     Tokenizer.from_file(str(tok_file)))
 
 
 def check_parity(model, hf_tok, gen, prompts: list[str], cfg: ExportLMConfig) -> dict[str, Any]:

@@ -41,6 +41,9 @@ class SessionSettings:
     disabled_optimizers: tuple[str, ...] = ()  # onnxruntime optimizer names, e.g. "SkipLayerNormFusion"
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     batching: str = "padded"  # one of BATCHINGS
+    # onnxruntime's CPU arena keeps what it once held. A decoder's KV cache grows every step, so for
+    # text generation it is off: SmolLM2 INT4, 512 new tokens, AMD EPYC: peak RSS 331 vs 351 MB, same speed.
+    memory_arena: bool = True
 
     def __post_init__(self):
         if self.threads < 1:
@@ -68,7 +71,8 @@ def settings_for(manifest, threads: int | None = None, providers: Sequence[str] 
     return SessionSettings(
         threads=threads, graph_optimization=target.get("graph_optimization") or "all",
         disabled_optimizers=tuple(str(x) for x in (manifest.quantization or {}).get("disabled_optimizers") or ()),
-        providers=tuple(providers or ("CPUExecutionProvider",)), batching=batching_of(manifest))
+        providers=tuple(providers or ("CPUExecutionProvider",)), batching=batching_of(manifest),
+        memory_arena=manifest.task != "text-generation")
 
 
 def session_options(settings: SessionSettings):
@@ -83,6 +87,7 @@ def session_options(settings: SessionSettings):
     opts.inter_op_num_threads = 1  # one graph branch at a time: transformer graphs are sequential
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = levels[settings.graph_optimization]
+    opts.enable_cpu_mem_arena = settings.memory_arena
     opts.log_severity_level = 3  # errors only: quantized graphs log harmless shape-merge warnings
     return opts
 
@@ -101,7 +106,8 @@ def options_of(session) -> dict[str, Any]:
     so = session.get_session_options()
     return {"intra_op_num_threads": so.intra_op_num_threads, "inter_op_num_threads": so.inter_op_num_threads,
             "execution_mode": str(so.execution_mode), "graph_optimization_level": str(so.graph_optimization_level),
-            "log_severity_level": so.log_severity_level, "providers": session.get_providers()}
+            "log_severity_level": so.log_severity_level, "enable_cpu_mem_arena": so.enable_cpu_mem_arena,
+            "providers": session.get_providers()}
 
 
 def groups(lengths: Sequence[int], batch_size: int, batching: str) -> list[list[int]]:
