@@ -290,14 +290,21 @@ def check_parity(model, hf_tok, gen, prompts: list[str], cfg: ExportLMConfig) ->
 
 
 def _compare(ref, variant, prompts, tokens: int, texts, progress) -> dict[str, Any]:
-    """Greedy agreement of the variant with FP32 (first divergence per prompt) and both perplexities."""
-    agree, firsts = 0, []
+    """The variant vs FP32: free-running greedy agreement (and first divergence), teacher-forced top-1
+    agreement (argmax after FP32's own prefix, llama.cpp's "same top p": each near-tie flip counts once,
+    where free-running it misaligns every later token), and both perplexities."""
+    import numpy as np
+
+    agree = forced = 0
+    firsts = []
     for p in prompts:
-        a = ref.generate(p, max_new_tokens=tokens, ignore_eos=True).token_ids
-        b = variant.generate(p, max_new_tokens=tokens, ignore_eos=True).token_ids
+        ids = ref.encode(p)
+        a, b = (g.generate(ids, max_new_tokens=tokens, ignore_eos=True).token_ids for g in (ref, variant))
         agree += sum(x == y for x, y in zip(a, b))
         firsts.append(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None))
-    out: dict[str, Any] = {"greedy_token_agreement": agree / (tokens * len(prompts)), "first_divergence": firsts}
+        forced += int((variant.forward(ids + a[:-1], variant.empty_cache())[0][len(ids) - 1:].argmax(-1) == a).sum())
+    n = tokens * len(prompts)
+    out: dict[str, Any] = {"greedy_token_agreement": agree / n, "first_divergence": firsts, "top1_agreement": forced / n}
     if texts:
         progress(f"perplexity on {len(texts)} texts")
         f, v = ref.perplexity(texts), variant.perplexity(texts) if variant is not ref else None

@@ -147,7 +147,8 @@ def evaluate_lm_variants(variants: list[LMVariant], test: Path, r: Recipe, progr
         manifest = json.loads((v.bundle / "edgeft.json").read_text())
         v.parity = {"pytorch": {k: manifest["parity"][k] for k in ("max_abs_diff", "greedy_identical", "greedy_prompts",
                                                                    "new_tokens")},
-                    "fp32_token_agreement": manifest["metrics"].get("greedy_token_agreement")}
+                    "fp32_token_agreement": manifest["metrics"].get("greedy_token_agreement"),
+                    "fp32_top1_agreement": manifest["metrics"].get("top1_agreement")}
         replies = m.get("replies", [])
         if ref is None:
             ref, ref_replies = v, replies

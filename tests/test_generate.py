@@ -152,8 +152,9 @@ def test_embedded_smollm2_int4_bundle(tmp_path, embedded_lm):
     assert r.metrics["variant"]["change"] <= 0.10  # perplexity vs FP32: -0.2 % on 8 SQuAD test contexts
     reply = Generator.load(r.bundle).generate([{"role": "user", "content": "What is the capital of France?"}],
                                               max_new_tokens=16)
-    # Measured: greedy tokens agree with FP32 at 0.61 (4 prompts x 16 tokens). The FP32 and INT8 bundles answer
-    # "The capital of France is Paris."; this INT4 bundle drifts after a few words (README, INT4 quality), so the
-    # check is on agreement and on a real reply, not on the trivia answer.
-    assert r.metrics["greedy_token_agreement"] >= 0.5
+    # The FP32 and INT8 bundles answer "The capital of France is Paris."; this INT4 bundle drifts after a few
+    # words (README, INT4 quality), so the check is on agreement with FP32 and on a real reply, not on the trivia
+    # answer. Agreement is teacher-forced (4 prompts x 16 tokens after FP32's prefix): 0.97 (62/64) on an AMD EPYC
+    # where free-running greedy agreement reads 0.375 (0.61 on an earlier machine: one early near-tie flips it).
+    assert r.metrics["top1_agreement"] >= 0.9
     assert reply.text.strip() and len(reply.token_ids) <= 16

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # test split's changed share; edgeft 3275 → 3300: the build's cap for an augmented student and the report's trim line.
 # compress 3350 → 3375 and runtime 3000 → 3025: the LM head on the positions asked for (export_lm._select_positions,
 # Generator.forward(last=True)) and text generation without the CPU memory arena (session.py).
-BUDGET = {"runtime": 3025, "compress": 3375, "train": 1100, "edgeft": 3300}  # non-blank, non-comment lines
+# compress 3375 → 3380, edgeft 3300 → 3305: teacher-forced top-1 agreement of a quantized decoder with FP32.
+BUDGET = {"runtime": 3025, "compress": 3380, "train": 1100, "edgeft": 3305}  # non-blank, non-comment lines
 
 
 def code_lines(folder: Path) -> int:

@@ -45,7 +45,8 @@ def export_lm_command(
     size = sum(f["size"] for f in r.manifest.files.values()) / 1e6
     typer.echo(f"  parity      max |Δlogit| {p['max_abs_diff']:.1e}, greedy identical {p['greedy_identical']}/"
                f"{p['greedy_prompts']} prompts x {p['new_tokens']} tokens")
-    typer.echo(f"  {weights:<11} greedy agreement with fp32 {m['greedy_token_agreement']:.0%}")
+    typer.echo(f"  {weights:<11} agreement with fp32: greedy {m['greedy_token_agreement']:.0%}, "
+               f"top-1 on fp32's prefix {m['top1_agreement']:.0%}")
     if "variant" in m:
         typer.echo(f"  perplexity  fp32 {m['fp32']['perplexity']:.3f}, {weights} {m['variant']['perplexity']:.3f} "
                    f"({m['variant']['change']:+.1%})")
