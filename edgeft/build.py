@@ -268,9 +268,9 @@ def trim_cap(teacher: Path, student: Path) -> int:
     budget = 4 * sum(math.prod(s) for s in parameter_shapes(teacher)) / STUDENT_SHARE / INT8_OVERHEAD
     shapes, vocab = parameter_shapes(student), vocab_size(student)
     per_token = sum(math.prod(s[1:]) for s in shapes if s and s[0] == vocab)  # embedding rows (and a tied head's)
-    rest = sum(math.prod(s) for s in shapes) - vocab * per_token
     if not per_token:
         return vocab
+    rest = sum(math.prod(s) for s in shapes) - vocab * per_token
     from edgeft.compress.trim_vocab import is_char_piece, read_tokenizer_spec
 
     spec = read_tokenizer_spec(student)  # never below what every trimmed vocabulary keeps (tiny models)

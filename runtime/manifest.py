@@ -14,7 +14,10 @@ to trust it (sha256 + size of every file, parity and accuracy figures, tool vers
 Format version history:
     1 — first release; later within version 1: the question-answering task and its ``qa`` field
         (older runtimes refuse such a bundle by its task, with a message naming it); then the
-        optional ``batching`` field (below). Older runtimes keep it in ``extra`` and ignore it.
+        optional ``batching`` field (below). Older runtimes keep it in ``extra`` and ignore it. Then
+        text-generation graphs with an optional ``logits_positions`` input (the LM head runs only on
+        those positions; ``generation.logits_positions`` true): a runtime from before cannot run such
+        a bundle (onnxruntime names the missing input); bundles from before run on this runtime.
 
 ``batching``: how rows may share a model call, so that a text's answer never depends on its batch:
 "padded" (length-sorted rows padded to the longest of their batch: FP32, static QDQ) or "rows" (one
