@@ -302,7 +302,8 @@ def _compare(ref, variant, prompts, tokens: int, texts, progress) -> dict[str, A
         a, b = (g.generate(ids, max_new_tokens=tokens, ignore_eos=True).token_ids for g in (ref, variant))
         agree += sum(x == y for x, y in zip(a, b))
         firsts.append(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None))
-        forced += int((variant.forward(ids + a[:-1], variant.empty_cache())[0][len(ids) - 1:].argmax(-1) == a).sum())
+        logits, _ = variant.forward(ids + a[:-1], variant.empty_cache())  # every position after FP32's prefix
+        forced += int((logits[len(ids) - 1:].argmax(-1) == a).sum())
     n = tokens * len(prompts)
     out: dict[str, Any] = {"greedy_token_agreement": agree / n, "first_divergence": firsts, "top1_agreement": forced / n}
     if texts:
