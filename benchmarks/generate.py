@@ -108,6 +108,8 @@ def main() -> None:
             if kind == "edgeft":
                 m = json.loads((Path(path) / "edgeft.json").read_text())
                 row["perplexity"] = (m["metrics"].get("variant") or m["metrics"].get("fp32") or {}).get("perplexity")
+                row["fp32_agreement"] = {k: m["metrics"].get(f) for k, f in (  # export-lm's, as perplexity
+                    ("greedy", "greedy_token_agreement"), ("top1", "top1_agreement"))}
             rows.append(row)
             print(f"{kind:7} {Path(path).name:14} thr {threads}  {row['size_mb']:7.1f} MB  TTFT {row['ttft_ms']:6.0f} ms  "
                   f"decode {row['decode_tok_s']:6.1f} tok/s  RSS {row['peak_rss_mb']:6.0f} MB", flush=True)
