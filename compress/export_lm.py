@@ -26,7 +26,7 @@ on the block sums of its input: w = s*(q - z) = s*(q - 8) + o, x.w = s*(x.(q - 8
 Scales and offsets are stored fp16 (the GGUF's precision) and cast once when the session folds
 constants. The tied embedding/LM head (Q8_0 in the GGUF) is the rest of the loss at 4 bits (+12.5 %
 on 4 contexts), so by default it is 8-bit symmetric MatMulNBits (blocks of 64) and the embedding
-reads the same codes (GatherBlockQuantized): 14 MB more, -0.3 % (``_int8_matmul``). GPTQ (ORT's
+reads the same codes (GatherBlockQuantized): 14 MB more, -0.3 % (``_symmetric_matmul``). GPTQ (ORT's
 ``gptq_quantize``) ran ~80 min for this model on 2 cores: not offered.
 """
 
@@ -67,8 +67,10 @@ class ExportLMConfig:
     int4_head: str = setting("int8", "INT4 bundles: the LM head and tied embedding at int8 (accurate) or int4 (smaller).",
                              choices=("int8", "int4"))
     head_block: int = setting(64, "Weights per block of the int8 LM head.", choices=(32, 64, 128))
-    adapter: str = setting("branch", "INT4 of a LoRA fine-tune: its adapter as an 8-bit side branch (keeps what it "
+    adapter: str = setting("branch", "INT4 of a LoRA fine-tune: its adapter as a side branch (keeps what it "
                            "learned) or merged into the 4-bit weights (5 MB smaller).", choices=("branch", "merged"))
+    adapter_bits: int = setting(4, "INT4 of a LoRA fine-tune: bits of the adapter branch (8: 3 MB larger).",
+                                choices=(4, 8))
     accuracy_level: int = setting(4, "MatMulNBits compute: 4 = int8 activations (fastest), 1 = fp32.", choices=(0, 1, 2, 3, 4))
     route: str = setting("auto", "auto: the builder for the families it knows, else the exporter.",
                          choices=("auto", "builder", "exporter"))
@@ -136,7 +138,7 @@ def export_lm(model_dir: str | Path, out: str | Path, cfg: ExportLMConfig = Expo
             quantization={} if cfg.weights == "fp32" else {
                 "weights": cfg.weights, "format": "MatMulNBits", "block_size": cfg.block_size,
                 "accuracy_level": cfg.accuracy_level, **({"method": cfg.int4_method} if cfg.weights == "int4" else {}),
-                **({"adapter": f"int8 branch on {branches} projections"} if branches else {})},
+                **({"adapter": f"int{cfg.adapter_bits} branch on {branches} projections"} if branches else {})},
             extra={"generation": spec, "export": {"route": route, "seconds": round(build_s, 1)}})
         files = {"model.onnx": model, "model.onnx.data": model.with_name(model.name + ".data"), "tokenizer.json": tok_file}
         progress(f"writing {dest}")
@@ -317,7 +319,7 @@ def _compare(ref, variant, prompts, tokens: int, texts, progress) -> dict[str, A
 
 def quantize_lm(fp32: Path, out: Path, cfg: ExportLMConfig, model_dir: Path | None = None) -> tuple[Path, int]:
     """Weight-only MatMulNBits (``cfg.weights``), written as ``out/model.onnx`` + ``model.onnx.data``; with
-    the number of projections whose LoRA adapter (``model_dir/adapter``) is kept as an 8-bit branch."""
+    the number of projections whose LoRA adapter (``model_dir/adapter``) is kept as a side branch."""
     import onnx
     from onnxruntime.quantization import matmul_nbits_quantizer as mq
 
@@ -344,10 +346,13 @@ def quantize_lm(fp32: Path, out: Path, cfg: ExportLMConfig, model_dir: Path | No
     model = q.model.model
     if algo.algorithm == "HQQ":
         _integer_zero_points(model, cfg.accuracy_level)
-    for name in ([head.name] if int8_head else []) + branches:
-        _int8_matmul(model, name, cfg)
+    if int8_head:
+        _symmetric_matmul(model, head.name, 8, cfg.head_block, cfg.accuracy_level)
+    for name in branches:
+        _symmetric_matmul(model, name, cfg.adapter_bits, 32 if cfg.adapter_bits == 4 else cfg.head_block, cfg.accuracy_level)
     if bits == 4:
         _share_embedding(model)
+    _computed_rotary(model)
     _drop_unused(model)
     onnx.save(model, str(out / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
     return out / "model.onnx", len(branches) // 2
@@ -406,9 +411,10 @@ def _integer_zero_points(model, accuracy_level: int) -> None:
     g.initializer.extend(extra)
 
 
-def _int8_matmul(model, name: str, cfg: ExportLMConfig) -> None:
-    """MatMul ``name`` as 8-bit symmetric MatMulNBits, blocks of ``cfg.head_block`` (or the largest divisor
-    of K below it): the LM head (and so the tied embedding), and the LoRA branches (edgeft.compress.lora_branch).
+def _symmetric_matmul(model, name: str, bits: int, block: int, accuracy_level: int) -> None:
+    """MatMul ``name`` as symmetric MatMulNBits (default zero point: no zero-point table), fp16 scales on
+    disk, blocks of ``block`` (or the largest divisor of K below it): the LM head at 8 bits (and so the
+    tied embedding), and the LoRA branches (edgeft.compress.lora_branch) at ``--adapter-bits``.
 
     SmolLM2's tied table is Q8_0 in its GGUF (8-bit, blocks of 32): at 4 bits (HQQ) it cost +12.5 %
     perplexity on 4 SQuAD test contexts (16.30 vs FP32 14.48), at 8 bits in blocks of 64 -0.3 % (14.44);
@@ -422,21 +428,24 @@ def _int8_matmul(model, name: str, cfg: ExportLMConfig) -> None:
     node = next(n for n in g.node if n.name == name)
     w = nh.to_array(inits[node.input[1]]).astype(np.float32)  # (K, N)
     k, cols = w.shape
-    bs = math.gcd(k, cfg.head_block)  # smaller blocks for a hidden size --head-block does not divide
+    bs = math.gcd(k, block)  # smaller blocks for a K the block does not divide
     if bs < 16:
         raise ModelError(f"{name}: K={k} is not a multiple of 16; use --int4-head int4 / --adapter merged")
+    top = 2 ** (bits - 1) - 1  # codes - zero point in [-top, top]: 127 or 7
     blocks = w.T.reshape(cols, k // bs, bs)  # (N, nb, bs)
-    scale = (np.abs(blocks).max(-1) / 127).astype(np.float16)  # (N, nb), fp16 on disk
+    scale = (np.abs(blocks).max(-1) / top).astype(np.float16)  # (N, nb), fp16 on disk
     sc = np.where(scale == 0, 1, scale.astype(np.float32))[..., None]
-    codes = (np.clip(np.round(blocks / sc), -127, 127) + 128).astype(np.uint8)  # default zero point 128
+    codes = (np.clip(np.round(blocks / sc), -top, top) + top + 1).astype(np.uint8)  # default zero point 2^(bits-1)
+    if bits == 4:  # two codes a byte, the first in the low nibble
+        codes = codes[..., 0::2] | (codes[..., 1::2] << 4)
     base = name.replace("/", "_").strip("_")
-    g.initializer.extend([nh.from_array(codes, base + ".q8"), nh.from_array(scale, base + ".scales_fp16")])
+    g.initializer.extend([nh.from_array(codes, f"{base}.q{bits}"), nh.from_array(scale, base + ".scales_fp16")])
     g.node.insert(0, helper.make_node("Cast", [base + ".scales_fp16"], [base + ".scales"], name=name + "/ScaleCast", to=1))
     # int8 activations too: with fp32 ones (accuracy_level 1) the 8-bit head took a slow path (10 vs 61 tok/s)
-    q8 = helper.make_node("MatMulNBits", [node.input[0], base + ".q8", base + ".scales"], list(node.output),
-                          name=name + "_Q8", domain="com.microsoft", K=k, N=cols, bits=8, block_size=bs,
-                          accuracy_level=cfg.accuracy_level)
-    node.CopyFrom(q8)
+    q = helper.make_node("MatMulNBits", [node.input[0], f"{base}.q{bits}", base + ".scales"], list(node.output),
+                         name=f"{name}_Q{bits}", domain="com.microsoft", K=k, N=cols, bits=bits, block_size=bs,
+                         accuracy_level=accuracy_level)
+    node.CopyFrom(q)
 
 
 def _share_embedding(model) -> None:
@@ -486,6 +495,42 @@ def _share_embedding(model) -> None:
     g.ClearField("node")
     g.node.extend(casts + nodes + [n for n in rest if n not in casts])
     g.initializer.extend(extra)
+
+
+def _computed_rotary(model, tol: float = 1e-6) -> None:
+    """The builder's rotary tables (``cos_cache``/``sin_cache``, context x head_dim/2 fp32: 2.1 MB of SmolLM2's
+    INT4 bundle) → Cos/Sin(positions x f), computed when the session folds constants (32 KB stored).
+    The frequencies f are read off the tables (atan2 at position 1, then the fp32 neighbour that best
+    reproduces every position); the tables stay stored unless the computed ones match within ``tol``
+    (SmolLM2: 6e-8; onnxruntime's Cos/Sin of the same angles: 1.2e-7 from the builder's)."""
+    import numpy as np
+    from onnx import helper, numpy_helper as nh
+
+    inits = {i.name: i for i in model.graph.initializer}
+    if "cos_cache" not in inits or "sin_cache" not in inits:
+        return
+    cos, sin = (nh.to_array(inits[k]).astype(np.float32) for k in ("cos_cache", "sin_cache"))
+    if cos.ndim != 2 or cos.shape != sin.shape or len(cos) < 2 or np.abs(cos[0] - 1).max() or np.abs(sin[0]).max():
+        return  # a scaled RoPE (mscale != 1) or another layout: keep the tables
+    t = np.arange(len(cos), dtype=np.float32)
+    f = np.arctan2(sin[1], cos[1]).astype(np.float32)
+    if (f <= 0).any():
+        return
+    for i in range(f.size):  # the 129 fp32 values around the estimate, one column at a time (0.6 s for SmolLM2)
+        cand = (f[i:i + 1].view(np.int32) + np.arange(-64, 65, dtype=np.int32)).view(np.float32)
+        angle = t[None] * cand[:, None]
+        f[i] = cand[(np.abs(np.cos(angle) - cos[:, i]) + np.abs(np.sin(angle) - sin[:, i])).max(1).argmin()]
+    angle = t[:, None] * f[None]
+    if max(np.abs(np.cos(angle) - cos).max(), np.abs(np.sin(angle) - sin).max()) > tol:
+        return
+    r, g = "/rotary_tables", model.graph
+    for name in ("cos_cache", "sin_cache"):
+        g.initializer.remove(inits[name])
+    g.initializer.extend([nh.from_array(t[:, None], r + "/positions"), nh.from_array(f[None], r + "/frequencies")])
+    for n in (helper.make_node("Cos", [r + "/angles"], ["cos_cache"], name=r + "/Cos"),
+              helper.make_node("Sin", [r + "/angles"], ["sin_cache"], name=r + "/Sin"),
+              helper.make_node("Mul", [r + "/positions", r + "/frequencies"], [r + "/angles"], name=r + "/Mul")):
+        g.node.insert(0, n)  # (context, 1) x (1, head_dim/2), first in the graph
 
 
 def _drop_unused(model) -> None:

@@ -127,13 +127,13 @@ def test_the_budget_verdict_and_the_choice(f1s, ppls, budget, chosen, why):
     assert best.name == chosen and why in text
 
 
-def test_int4_keeps_the_lora_adapter_as_an_8bit_branch(lm_build):
+def test_int4_keeps_the_lora_adapter_as_a_4bit_branch(lm_build):
     out, _, _ = lm_build
     report = json.loads((out / "report.json").read_text())
     int4 = next(v for v in report["variants"] if v["name"] == "int4")
     manifest = json.loads((Path(int4["bundle"]) / "edgeft.json").read_text())
     # 2 layers x (packed qkv, o, gate, up, down): every projection LoRA touched
-    assert manifest["quantization"]["adapter"] == "int8 branch on 10 projections"
+    assert manifest["quantization"]["adapter"] == "int4 branch on 10 projections"
 
 
 def test_splitting_the_adapter_back_out_leaves_the_fp32_graph_unchanged(lm_build, tmp_path):

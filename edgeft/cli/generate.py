@@ -29,6 +29,9 @@ def export_lm_command(
     weights: str = typer.Option("int4", "--weights", help="fp32 | int8 | int4 (MatMulNBits, blocks of 32)."),
     int4_method: str = typer.Option("hqq", "--int4-method", help="hqq (best measured) | rtn."),
     route: str = typer.Option("auto", "--route", help="auto | builder (onnxruntime-genai) | exporter (transformers)."),
+    adapter: str = typer.Option("branch", "--adapter", help="INT4 of a LoRA fine-tune (MODEL_DIR/adapter): branch (the "
+                                "adapter beside the 4-bit weights: keeps what it learned) | merged (rounded into them)."),
+    adapter_bits: int = typer.Option(4, "--adapter-bits", help="Bits of the adapter branch: 4 | 8 (3 MB larger)."),
     eval_text: Optional[Path] = typer.Option(None, "--eval-text", help="Text file (paragraphs split by blank lines) "
                                              "or .jsonl with a text/context field, for perplexity."),
     quiet: bool = QUIET,
@@ -39,7 +42,8 @@ def export_lm_command(
     from edgeft.cli.compress import _progress
     from edgeft.compress.export_lm import ExportLMConfig, export_lm
 
-    r = export_lm(model_dir, out, ExportLMConfig(weights=weights, int4_method=int4_method, route=route),
+    r = export_lm(model_dir, out, ExportLMConfig(weights=weights, int4_method=int4_method, route=route,
+                                                 adapter=adapter, adapter_bits=adapter_bits),
                   progress=_progress(quiet), eval_texts=read_texts(eval_text) if eval_text else ())
     p, m = r.parity, r.metrics
     size = sum(f["size"] for f in r.manifest.files.values()) / 1e6
