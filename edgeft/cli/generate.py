@@ -10,6 +10,8 @@ from typing import Optional
 import typer
 
 from edgeft.cli import QUIET, app
+from edgeft.cli.options import config_options
+from edgeft.compress.export_lm import ExportLMConfig
 from edgeft.errors import require
 
 MAX_NEW = typer.Option(128, "--max-new-tokens", help="At most this many new tokens.")
@@ -23,32 +25,27 @@ THREADS = typer.Option(None, "--threads", help="Intra-op threads (default: the b
 
 
 @app.command("export-lm")
+@config_options(cfg=ExportLMConfig)
 def export_lm_command(
     model_dir: Path = typer.Argument(..., help="Causal LM folder (what `edgeft train --task text-generation` wrote)."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
-    weights: str = typer.Option("int4", "--weights", help="fp32 | int8 | int4 (MatMulNBits, blocks of 32)."),
-    int4_method: str = typer.Option("hqq", "--int4-method", help="hqq (best measured) | rtn."),
-    route: str = typer.Option("auto", "--route", help="auto | builder (onnxruntime-genai) | exporter (transformers)."),
-    adapter: str = typer.Option("branch", "--adapter", help="INT4 of a LoRA fine-tune (MODEL_DIR/adapter): branch (the "
-                                "adapter beside the 4-bit weights: keeps what it learned) | merged (rounded into them)."),
-    adapter_bits: int = typer.Option(4, "--adapter-bits", help="Bits of the adapter branch: 4 | 8 (3 MB larger)."),
     eval_text: Optional[Path] = typer.Option(None, "--eval-text", help="Text file (paragraphs split by blank lines) "
                                              "or .jsonl with a text/context field, for perplexity."),
     quiet: bool = QUIET,
+    cfg: ExportLMConfig = None,
 ):
     """Export a causal LM to a text-generation bundle (KV-cache decoder, INT4/INT8/FP32), parity checked."""
     require("torch", "export-lm")
     require("onnx", "export-lm")
     from edgeft.cli.compress import _progress
-    from edgeft.compress.export_lm import ExportLMConfig, export_lm
+    from edgeft.compress.export_lm import export_lm
 
-    r = export_lm(model_dir, out, ExportLMConfig(weights=weights, int4_method=int4_method, route=route,
-                                                 adapter=adapter, adapter_bits=adapter_bits),
-                  progress=_progress(quiet), eval_texts=read_texts(eval_text) if eval_text else ())
+    r = export_lm(model_dir, out, cfg, progress=_progress(quiet), eval_texts=read_texts(eval_text) if eval_text else ())
     p, m = r.parity, r.metrics
     size = sum(f["size"] for f in r.manifest.files.values()) / 1e6
     typer.echo(f"  parity      max |Δlogit| {p['max_abs_diff']:.1e}, greedy identical {p['greedy_identical']}/"
                f"{p['greedy_prompts']} prompts x {p['new_tokens']} tokens")
+    weights = cfg.weights
     typer.echo(f"  {weights:<11} agreement with fp32: greedy {m['greedy_token_agreement']:.0%}, "
                f"top-1 on fp32's prefix {m['top1_agreement']:.0%}")
     if "variant" in m:
