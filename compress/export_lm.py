@@ -497,11 +497,11 @@ def _share_embedding(model) -> None:
     g.initializer.extend(extra)
 
 
-def _computed_rotary(model, tol: float = 1e-6) -> None:
+def _computed_rotary(model) -> None:
     """The builder's rotary tables (``cos_cache``/``sin_cache``, context x head_dim/2 fp32: 2.1 MB of SmolLM2's
     INT4 bundle) → Cos/Sin(positions x f), computed when the session folds constants (32 KB stored).
     The frequencies f are read off the tables (atan2 at position 1, then the fp32 neighbour that best
-    reproduces every position); the tables stay stored unless the computed ones match within ``tol``
+    reproduces every position); the tables stay stored unless the computed ones match within 1e-6
     (SmolLM2: 6e-8; onnxruntime's Cos/Sin of the same angles: 1.2e-7 from the builder's)."""
     import numpy as np
     from onnx import helper, numpy_helper as nh
@@ -521,7 +521,7 @@ def _computed_rotary(model, tol: float = 1e-6) -> None:
         angle = t[None] * cand[:, None]
         f[i] = cand[(np.abs(np.cos(angle) - cos[:, i]) + np.abs(np.sin(angle) - sin[:, i])).max(1).argmin()]
     angle = t[:, None] * f[None]
-    if max(np.abs(np.cos(angle) - cos).max(), np.abs(np.sin(angle) - sin).max()) > tol:
+    if max(np.abs(np.cos(angle) - cos).max(), np.abs(np.sin(angle) - sin).max()) > 1e-6:
         return
     r, g = "/rotary_tables", model.graph
     for name in ("cos_cache", "sin_cache"):
