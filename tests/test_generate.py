@@ -176,6 +176,16 @@ def test_cli_generate_exit_code_and_json(lm_bundles, tmp_path):
     assert data["prompt"] == "the cat" and 1 <= len(data["token_ids"]) <= 5 and data["text"] in r.output
 
 
+
+def test_cli_export_lm_takes_every_setting_as_a_flag(lm_bundles, tmp_path):
+    src = lm_bundles["llama", "fp32"].manifest.base_model
+    r = CliRunner().invoke(app, ["export-lm", src, "--out", str(tmp_path / "b"), "--weights", "int8",
+                                 "--parity-tokens", "4", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "exported" in r.output and json.loads((tmp_path / "b" / "edgeft.json").read_text())["quantization"]["weights"] == "int8"
+    bad = CliRunner().invoke(app, ["export-lm", src, "--out", str(tmp_path / "c"), "--adapter-bits", "5"])
+    assert bad.exit_code != 0 and "--adapter-bits must be one of 4 | 8" in bad.output and "Traceback" not in bad.output
+
 def test_cli_chat_keeps_history_and_resets(lm_bundles):
     r = CliRunner().invoke(app, ["chat", str(lm_bundles["llama", "fp32"].bundle), "--max-new-tokens", "3"],
                            input="hello\n/reset\nhi\n/exit\n")
