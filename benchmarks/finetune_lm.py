@@ -75,6 +75,7 @@ def main() -> None:
         write_rows(pairs(args.squad / "test.jsonl", 100, seed=0), SAMPLES / "squad_answers_test.jsonl")
         return
 
+    from edgeft.recipe import LM_TRAIN
     from edgeft.stage import Splits
     from edgeft.train.config import TrainConfig
     from edgeft.train.finetune import finetune
@@ -86,8 +87,8 @@ def main() -> None:
     write_rows(pairs(args.squad / "train.jsonl", args.pairs + n_val, seed=0), train)  # val carved from it
     test = args.work / "test.jsonl"
     write_rows(pairs(args.squad / "test.jsonl", 40, seed=0), test)
-    cfg = TrainConfig(task="text-generation", epochs=args.epochs, batch_size=args.batch_size, lr=2e-4,
-                      validation_fraction=n_val / (args.pairs + n_val), generation_examples=40, max_new_tokens=16)
+    lm = {**LM_TRAIN, "epochs": args.epochs, "batch_size": args.batch_size}  # what a build trains with
+    cfg = TrainConfig(task="text-generation", **lm, validation_fraction=n_val / (args.pairs + n_val), generation_examples=40, max_new_tokens=16)
     load_before, started = os.getloadavg()[0], time.perf_counter()
     metrics = finetune(None, args.work / "run", Splits(train, test=test), cfg).metrics
     wall = time.perf_counter() - started
@@ -96,6 +97,7 @@ def main() -> None:
     result = {
         "model": metrics["model"], "method": t["method"], "trainable_parameters": t["trainable_parameters"],
         "adapter": metrics["adapter"], "pairs": t["examples"], "epochs": t["epochs"], "batch_size": args.batch_size,
+        "group_by_length": cfg.group_by_length,
         "train_tokens": t["tokens"], "precision": t["precision"], "train_seconds": t["seconds"],
         "examples_per_second": t["examples_per_second"],
         "minutes_for_1000_pairs_one_epoch": round(per_epoch_1000, 2),

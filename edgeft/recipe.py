@@ -47,7 +47,7 @@ BUILD_OWNED = {
 }
 # Text-generation builds: LoRA settings measured on SmolLM2-135M (benchmarks/finetune_lm.py), used where
 # [train] leaves these at TrainConfig's defaults, which suit full fine-tuning of encoders.
-LM_TRAIN = {"epochs": 1.0, "lr": 2e-4, "batch_size": 8}
+LM_TRAIN = {"epochs": 1.0, "lr": 2e-4, "batch_size": 8, "group_by_length": True}
 # edgeft 0.1's flat keys → (section, key) in this format.
 FLAT_KEYS = {"data": ("data", "train"), "train": ("data", "train"), "validation": ("data", "validation"),
              "test": ("data", "test"), "text_column": ("data", "text_column"), "label_column": ("data", "label_column"),

@@ -65,6 +65,9 @@ def test_the_bundle_is_verified_and_generates_without_torch_state(lm_build):
 
     r = load_recipe(out / "recipe.toml")  # the resolved recipe reruns the build
     assert r.fast and r.train.lr == 0.03 and r.target == "rpi5"
+    # what the recipe left at TrainConfig's defaults, the build trains with the measured LoRA settings (LM_TRAIN)
+    ran = json.loads(next((out / "stages").glob("train-*/train_config.json")).read_text())
+    assert (ran["group_by_length"], ran["batch_size"], ran["lora_dropout"], ran["lr"]) == (True, 8, 0.0, 0.03)
 
 
 def test_a_rerun_reuses_every_finished_stage_and_a_stricter_budget_rejects_int8_and_int4(lm_build):

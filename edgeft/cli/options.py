@@ -39,7 +39,8 @@ def _parameter(f, hint, given_only: bool) -> inspect.Parameter:
     names = [flag_of(f)]
     if hint is bool and not given_only:
         names = [f"{flag_of(f)}/--no-{flag_of(f)[2:]}"] if f.default else [flag_of(f)]
-    shown = f.default not in (None, MISSING, False)  # given_only: say the default the recipe falls back to
+    # by identity: 0 and 0.0 equal False, and a default of 0 is worth showing
+    shown = not any(f.default is v for v in (None, MISSING, False))  # given_only: say the recipe's fallback
     text = help_of(f) + (f" Default: {f.default}." if given_only and shown else "")
     option = typer.Option(default, *names, help=text, metavar=m.get("metavar"), show_default=shown and not given_only)
     annotation = Optional[bool] if given_only and hint is bool else _option_type(hint, m.get("parse"))
