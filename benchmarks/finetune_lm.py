@@ -88,7 +88,8 @@ def main() -> None:
     test = args.work / "test.jsonl"
     write_rows(pairs(args.squad / "test.jsonl", 40, seed=0), test)
     lm = {**LM_TRAIN, "epochs": args.epochs, "batch_size": args.batch_size}  # what a build trains with
-    cfg = TrainConfig(task="text-generation", **lm, validation_fraction=n_val / (args.pairs + n_val), generation_examples=40, max_new_tokens=16)
+    cfg = TrainConfig(task="text-generation", **lm, validation_fraction=n_val / (args.pairs + n_val),
+                      generation_examples=40, max_new_tokens=16)
     load_before, started = os.getloadavg()[0], time.perf_counter()
     metrics = finetune(None, args.work / "run", Splits(train, test=test), cfg).metrics
     wall = time.perf_counter() - started
