@@ -3,6 +3,7 @@ pairs made from SQuAD, on this machine's CPU cores.
 
     HF_HUB_OFFLINE=1 python benchmarks/finetune_lm.py                       # 200 pairs, 1 epoch, projected to 1,000
     HF_HUB_OFFLINE=1 python benchmarks/finetune_lm.py --pairs 1000          # the full 1,000 (about the target time)
+    HF_HUB_OFFLINE=1 python benchmarks/finetune_lm.py --steps 8             # LoRA dropout / grouping, step by step
     python benchmarks/finetune_lm.py --write-sample                         # rebuild edgeft/samples/squad_answers_*.jsonl
 
 Writes benchmarks/results/finetune_lm.json and prints a table. Target (README "Generative models:
@@ -61,6 +62,52 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions()}
 
 
+def step_times(squad_jsonl: Path, steps: int, batch_size: int) -> dict:
+    """Seconds of ``steps`` LoRA training steps (forward, backward, AdamW) per variant: adapter dropout
+    0.05 or 0, random or length-grouped batches (the Trainer's LengthGroupedSampler). The variants' steps
+    alternate in one process, so a noisy machine slows them alike; step 1 of each is left out (warm-up)."""
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from edgeft.data import GenerationExample
+    from edgeft.train.causal_lm import add_lora, collate_lm, load_lm, render, reply_loss
+    from edgeft.train.config import TrainConfig
+    from edgeft.train.model_source import resolve_model
+
+    rows = pairs(squad_jsonl, steps * batch_size)
+    variants = {"dropout 0.05, random batches": (0.05, False), "dropout 0, random batches": (0.0, False),
+                "dropout 0, grouped by length": (0.0, True)}
+    runs = []
+    for dropout, grouped in variants.values():
+        cfg = TrainConfig(task="text-generation", lora_dropout=dropout)
+        tokenizer, model, _ = load_lm(resolve_model(None, "text-generation")[0], cfg)
+        model = add_lora(model, cfg).train()
+        feats = [dict(zip(("input_ids", "labels"), render(GenerationExample(
+            (("user", r["prompt"]), ("assistant", r["response"])), "", 0), tokenizer))) for r in rows]
+        for f in feats:
+            f["attention_mask"] = [1] * len(f["input_ids"])
+        lengths = [len(f["input_ids"]) for f in feats]
+        order = list(LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(0))
+                     if grouped else range(len(feats)))
+        tokenizer.padding_side = "right"
+        collate = collate_lm(tokenizer)
+        batches = [collate([dict(feats[i]) for i in order[k:k + batch_size]]) for k in range(0, len(order), batch_size)]
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+        runs.append((model, opt, batches, []))
+    for step in range(steps):
+        for model, opt, batches, seconds in runs:
+            batch = dict(batches[step])
+            labels = batch.pop("labels")
+            started = time.perf_counter()
+            reply_loss(model(**batch), labels).backward()
+            opt.step()
+            opt.zero_grad()
+            seconds.append(time.perf_counter() - started)
+    return {name: {"seconds": round(sum(sec[1:]), 2), "steps_timed": steps - 1,
+                   "padded_tokens": sum(b["input_ids"].numel() for b in batches)}
+            for name, (_, _, batches, sec) in zip(variants, runs)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=200, help="training pairs (1,000 = the target's size)")
@@ -69,7 +116,16 @@ def main() -> None:
     ap.add_argument("--squad", type=Path, default=SQUAD, help="folder with SQuAD train/test JSONL")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgeft-bench-lm"))
     ap.add_argument("--write-sample", action="store_true", help="write the shipped sample files and stop")
+    ap.add_argument("--steps", type=int, default=0, help="time N steps per LoRA variant instead (dropout, grouping)")
     args = ap.parse_args()
+    if args.steps:
+        result = {"steps": step_times(args.squad / "train.jsonl", args.steps, args.batch_size),
+                  "batch_size": args.batch_size, "machine": machine()}
+        (HERE / "results" / "finetune_lm_steps.json").write_text(json.dumps(result, indent=2) + "\n")
+        print("| variant | seconds | padded tokens |\n|---|---:|---:|")
+        for name, r in result["steps"].items():
+            print(f"| {name} | {r['seconds']:.1f} ({r['steps_timed']} steps) | {r['padded_tokens']:,} |")
+        return
     if args.write_sample:  # 400 train pairs (train articles), 100 test pairs (test articles: never seen)
         write_rows(pairs(args.squad / "train.jsonl", 400, seed=0), SAMPLES / "squad_answers_train.jsonl")
         write_rows(pairs(args.squad / "test.jsonl", 100, seed=0), SAMPLES / "squad_answers_test.jsonl")

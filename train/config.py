@@ -43,7 +43,8 @@ class TrainConfig:
                              choices=("auto", "bf16", "fp32"))
     # Batches of similar lengths: less padding, 1.6x faster on CPU here, but measured 1.2 pt lower SST-2
     # accuracy after one epoch (two seeds): opt-in until a grouping that keeps accuracy is shown. Text-generation
-    # builds turn it on (recipe.LM_TRAIN): 1.16x on SmolLM2 LoRA steps, test scores kept (README).
+    # builds turn it on (recipe.LM_TRAIN): 1.11x on SmolLM2 LoRA steps, test scores kept
+    # (benchmarks/finetune_lm.py --steps, README).
     group_by_length: bool = setting(False, "Batch texts of similar length: ~1.6x faster, but -1.2 pt on SST-2 after "
                                     "1 epoch here.")
     hp_search: int = setting(0, "Run N Optuna trials (lr, batch size, epochs, warm-up, weight decay) and keep the "
@@ -63,9 +64,10 @@ class TrainConfig:
     lora_r: int = setting(16, "Text generation: LoRA rank (adapter width per adapted layer).", ge=1)
     lora_alpha: float = setting(32.0, "Text generation: LoRA scale; adapter updates are scaled by alpha / r.", gt=0)
     # 0, not peft's usual 0.05: on 2 CPU cores the dropout masks (one per adapted layer and step) cost a
-    # quarter of a SmolLM2 LoRA step, with test scores kept on 1,000 pairs (README "Generative models: fine-tuning").
+    # third of a SmolLM2 LoRA step (benchmarks/finetune_lm.py --steps), with test scores kept on 1,000 pairs.
     lora_dropout: float = setting(0.0, "Text generation: dropout on the LoRA adapters' input (0.05 is a common "
-                                  "choice; each adapted layer then draws a mask per step: ~1.3x slower on CPU).",
+                                  "choice; each adapted layer then draws a mask per step: 1.3-1.5x slower on 2 "
+                                  "CPU cores).",
                                   ge=0, lt=1)
     lora_targets: str | None = setting(None, "Text generation: comma-separated layer names LoRA adapts (default: every "
                                        "attention and MLP projection; unknown architectures: every linear layer).")
