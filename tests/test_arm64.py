@@ -52,9 +52,11 @@ def _host_has_vnni() -> bool:
 
 # An x86 host without VNNI (AVX2 only) is itself the odd one out: onnxruntime's u8s8 kernel there sums
 # pairs of u8 x s8 products in saturating int16 (VPMADDUBSW), which VNNI and ARM's dot products do not.
-# Measured on a 2-core AMD EPYC (AVX2): tiny dynamic INT8 1.3e-2, static 3.2e-3 against emulated arm64.
+# Measured on a 2-core AMD EPYC (AVX2): tiny dynamic INT8 1.3e-2, static 3.2e-3 against emulated arm64;
+# the default build's 3-layer MiniLM student (dynamic INT8, u8s8): 5.3e-2 on 13 sentences (P(positive)
+# 0.262 on x86 vs 0.315 on both ARM CPUs), labels identical.
 if not _host_has_vnni():
-    TOLERANCE["tiny"] = 0.02
+    TOLERANCE.update(tiny=0.02, minilm=0.1)
 
 
 def _missing() -> str | None:
