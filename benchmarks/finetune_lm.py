@@ -62,19 +62,21 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions()}
 
 
-def step_times(squad_jsonl: Path, steps: int, batch_size: int) -> dict:
+def step_times(squad_jsonl: Path, work: Path, steps: int, batch_size: int) -> dict:
     """Seconds of ``steps`` LoRA training steps (forward, backward, AdamW) per variant: adapter dropout
     0.05 or 0, random or length-grouped batches (the Trainer's LengthGroupedSampler). The variants' steps
     alternate in one process, so a noisy machine slows them alike; step 1 of each is left out (warm-up)."""
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from edgeft.data import GenerationExample
-    from edgeft.train.causal_lm import add_lora, collate_lm, load_lm, render, reply_loss
+    from edgeft.data import read_dataset
+    from edgeft.train.causal_lm import add_lora, collate_lm, encode_lm, load_lm, reply_loss
     from edgeft.train.config import TrainConfig
     from edgeft.train.model_source import resolve_model
 
-    rows = pairs(squad_jsonl, steps * batch_size)
+    work.mkdir(parents=True, exist_ok=True)
+    write_rows(pairs(squad_jsonl, steps * batch_size), work / "steps.jsonl")
+    ds = read_dataset(work / "steps.jsonl", task="text-generation")
     variants = {"dropout 0.05, random batches": (0.05, False), "dropout 0, random batches": (0.0, False),
                 "dropout 0, grouped by length": (0.0, True)}
     runs = []
@@ -82,10 +84,7 @@ def step_times(squad_jsonl: Path, steps: int, batch_size: int) -> dict:
         cfg = TrainConfig(task="text-generation", lora_dropout=dropout)
         tokenizer, model, _ = load_lm(resolve_model(None, "text-generation")[0], cfg)
         model = add_lora(model, cfg).train()
-        feats = [dict(zip(("input_ids", "labels"), render(GenerationExample(
-            (("user", r["prompt"]), ("assistant", r["response"])), "", 0), tokenizer))) for r in rows]
-        for f in feats:
-            f["attention_mask"] = [1] * len(f["input_ids"])
+        feats, _ = encode_lm(ds, tokenizer, 2048, skip_bad_rows=False)
         lengths = [len(f["input_ids"]) for f in feats]
         order = list(LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(0))
                      if grouped else range(len(feats)))
@@ -119,7 +118,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="time N steps per LoRA variant instead (dropout, grouping)")
     args = ap.parse_args()
     if args.steps:
-        result = {"steps": step_times(args.squad / "train.jsonl", args.steps, args.batch_size),
+        result = {"steps": step_times(args.squad / "train.jsonl", args.work, args.steps, args.batch_size),
                   "batch_size": args.batch_size, "machine": machine()}
         (HERE / "results" / "finetune_lm_steps.json").write_text(json.dumps(result, indent=2) + "\n")
         print("| variant | seconds | padded tokens |\n|---|---:|---:|")
