@@ -7,10 +7,11 @@
         print(piece, end="", flush=True)
 
 A plain onnxruntime + numpy loop over one decoder graph with past key/values (the graph prefills
-from an empty cache and then decodes one token per call). Measured against onnxruntime-genai on
-the same graph (benchmarks/generate.py): the loop decodes as fast (the time is inside the graph),
-needs no extra package (onnxruntime-genai is another 11 MB wheel, and has no wheel for the
-manylinux2014 / Android Python the base install reaches), and every sampling rule below is ours to
+from an empty cache and then decodes one token per call; a builder graph writes the new keys and
+values into one bound cache buffer, as onnxruntime-genai runs it: ``Generator._decoder``). Measured
+against onnxruntime-genai on the same graph (benchmarks/generate.py): the time is inside the graph,
+and the loop needs no extra package (onnxruntime-genai is another 11 MB wheel, and has no wheel for
+the manylinux2014 / Android Python the base install reaches); every sampling rule below is ours to
 test. The tensor names come from the manifest's ``generation`` section, so graphs from both export
 routes (edgeft.compress.export_lm) run through the same loop.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,14 @@ class Generator:
         a ``logits_positions`` input then skips the LM head on the others (a 128-token prompt's
         logits are 25 MB on SmolLM2's 49,152 tokens).
         """
-        done = past[0].shape[2] if past else 0
+        feeds = self._feeds(ids, past[0].shape[2] if past else 0, last)
+        for (name, _), value in zip(self._past, past):
+            feeds[name] = value
+        out = self.session.run(self._outputs, feeds)
+        return (out[0][0][-1:] if last else out[0][0]), out[1:]
+
+    def _feeds(self, ids: Sequence[int], done: int, last: bool) -> dict[str, np.ndarray]:
+        """Every input but the cache, for ``ids`` after ``done`` cached positions."""
         feeds = {"input_ids": np.asarray([ids], dtype=np.int64)}  # (1, seq)
         if self._select:
             feeds["logits_positions"] = np.arange(len(ids) - 1 if last else 0, len(ids), dtype=np.int64)
@@ -174,10 +182,41 @@ class Generator:
             feeds["attention_mask"] = np.ones((1, done + len(ids)), dtype=np.int64)
         if self._positions:
             feeds["position_ids"] = np.arange(done, done + len(ids), dtype=np.int64)[None]
-        for (name, _), value in zip(self._past, past):
-            feeds[name] = value
-        out = self.session.run(self._outputs, feeds)
-        return (out[0][0][-1:] if last else out[0][0]), out[1:]
+        return feeds
+
+    def _decoder(self, prompt: list[int], capacity: int) -> tuple[np.ndarray, Callable[[int], np.ndarray]]:
+        """Prefill ``prompt``: (its last logits (1, vocab), step(token) → the next ones). A builder graph's
+        GroupQueryAttention writes new keys/values in place when its present output is bound to its past
+        input's memory (as onnxruntime-genai runs it): one buffer of ``capacity`` positions instead of a
+        cache copied on every token. The prompt is prefilled by ``forward`` and copied in, so its attention
+        scores stay (prompt x prompt). The exporter's graphs (Concat) keep the copying loop."""
+        logits, past = self.forward(prompt, self.empty_cache(), last=True)
+        if self.spec.get("route") != "builder":
+            def copying(token: int) -> np.ndarray:
+                nonlocal past
+                out, past = self.forward([token], past, last=True)
+                return out
+            return logits, copying
+        import onnxruntime as ort
+
+        done, binding, caches = len(prompt), self.session.io_binding(), []
+        binding.bind_output(self._outputs[0])  # first: get_outputs() lists outputs as bound
+        for (name, out), value in zip(self._past, past):
+            buf = np.zeros(value.shape[:2] + (capacity,) + value.shape[3:], dtype=value.dtype)  # pages mapped as written
+            buf[:, :, :done] = value
+            caches.append(ort.OrtValue.ortvalue_from_numpy(buf))  # wraps buf's memory, holds buf
+            binding.bind_ortvalue_input(name, caches[-1])
+            binding.bind_ortvalue_output(out, caches[-1])
+
+        def step(token: int) -> np.ndarray:
+            nonlocal done
+            for name, value in self._feeds([token], done, last=True).items():
+                binding.bind_cpu_input(name, value)
+            self.session.run_with_iobinding(binding)
+            done += 1
+            return binding.get_outputs()[0].numpy()[0][-1:]
+        step.caches = caches  # the binding does not keep them alive: the step does
+        return logits, step
 
     def perplexity(self, texts: Sequence[str]) -> dict[str, float]:
         """exp(mean next-token NLL) over ``texts`` (each cut to the context length); the ONNX graph's own."""
@@ -234,7 +273,7 @@ class Generator:
 
     def _loop(self, prompt: list[int], max_new: int, sampler: "_Sampler", stop: tuple[str, ...], ignore_eos: bool,
               start: float, run: _Run) -> Iterator[str]:
-        logits, past = self.forward(prompt, self.empty_cache(), last=True)
+        logits, step = self._decoder(prompt, len(prompt) + max_new)
         seen = np.zeros(logits.shape[-1], dtype=bool)
         seen[prompt] = True
         new: list[int] = []
@@ -260,7 +299,7 @@ class Generator:
                 sent = safe
             if len(new) >= max_new:
                 break
-            logits, past = self.forward([token], past, last=True)
+            logits = step(token)
         if len(text) > sent:
             yield text[sent:]
         elapsed = time.perf_counter() - t1

@@ -128,6 +128,24 @@ def test_generate_without_torch_greedy_stream_equals_generate(lm_bundles):
     assert "".join(s) == whole.text and s.result.token_ids == whole.token_ids and len(whole.token_ids) == 12
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_generation_over_the_in_place_cache_equals_the_copying_forward(lm_bundles, arch):
+    """The builder graph (llama) decodes into one bound cache buffer; its tokens and logits are the ones
+    ``forward`` gives over a cache copied on every token (and GPT-2's graph keeps that loop)."""
+    import numpy as np
+
+    g = Generator.load(lm_bundles[arch, "int4"].bundle, threads=1)
+    ids = g.encode("the cat sat on the mat")
+    logits, step = g._decoder(ids, len(ids) + 20)
+    ref, past = g.forward(ids, g.empty_cache(), last=True)
+    tokens = []
+    for _ in range(20):
+        np.testing.assert_allclose(logits, ref, rtol=0, atol=1e-5)
+        tokens.append(int(ref[-1].argmax()))
+        logits, (ref, past) = step(tokens[-1]), g.forward(tokens[-1:], past, last=True)
+    assert g.generate(ids, max_new_tokens=20, ignore_eos=True).token_ids == tokens
+
+
 def test_seeded_sampling_is_reproducible_and_seed_dependent(lm_bundles):
     g = Generator.load(lm_bundles["llama", "fp32"].bundle)
     a = [g.generate("the cat", max_new_tokens=16, temperature=1.0, top_p=0.95, top_k=50, seed=s, ignore_eos=True).token_ids
