@@ -38,6 +38,7 @@ from edgeft.runtime.bundle import Bundle, load_bundle
 from edgeft.runtime.session import open_session, settings_for
 
 TASK = "text-generation"
+Prefill = tuple[np.ndarray, list[np.ndarray]]  # a prompt's last logits (1, vocab) and its cache
 
 
 @dataclass(frozen=True)
@@ -184,13 +185,14 @@ class Generator:
             feeds["position_ids"] = np.arange(done, done + len(ids), dtype=np.int64)[None]
         return feeds
 
-    def _decoder(self, prompt: list[int], capacity: int) -> tuple[np.ndarray, Callable[[int], np.ndarray]]:
+    def _decoder(self, prompt: list[int], capacity: int, prefilled: Prefill | None = None
+                 ) -> tuple[np.ndarray, Callable[[int], np.ndarray]]:
         """Prefill ``prompt``: (its last logits (1, vocab), step(token) → the next ones). A builder graph's
         GroupQueryAttention writes new keys/values in place when its present output is bound to its past
         input's memory (as onnxruntime-genai runs it): one buffer of ``capacity`` positions instead of a
         cache copied on every token. The prompt is prefilled by ``forward`` and copied in, so its attention
         scores stay (prompt x prompt). The exporter's graphs (Concat) keep the copying loop."""
-        logits, past = self.forward(prompt, self.empty_cache(), last=True)
+        logits, past = prefilled or self.forward(prompt, self.empty_cache(), last=True)
         if self.spec.get("route") != "builder":
             def copying(token: int) -> np.ndarray:
                 nonlocal past
@@ -245,7 +247,7 @@ class Generator:
 
     def stream(self, prompt: str | Sequence[dict[str, str]], max_new_tokens: int = 128, temperature: float = 0.0,
                top_p: float = 1.0, top_k: int = 0, seed: int | None = None, repetition_penalty: float = 1.0,
-               stop: Sequence[str] = (), ignore_eos: bool = False) -> Stream:
+               stop: Sequence[str] = (), ignore_eos: bool = False, prefilled: Prefill | None = None) -> Stream:
         """Generate a reply piece by piece.
 
         Args:
@@ -257,6 +259,8 @@ class Generator:
             repetition_penalty: > 1 divides positive logits (multiplies negative ones) of tokens already seen.
             stop: strings that end the reply (not included in it).
             ignore_eos: keep going past EOS (benchmarks: a fixed number of tokens).
+            prefilled: what ``forward(prompt ids, empty_cache(), last=True)`` returned, reused instead of
+                prefilling again (``edgeft eval`` scores the reference reply after the same prefill).
         Returns:
             a Stream of text pieces; ``.result`` is the Generation afterwards.
         """
@@ -269,11 +273,12 @@ class Generator:
         self.check_length(len(ids), max_new_tokens)
         run = _Run()
         sampler = _Sampler(temperature, top_p, top_k, seed, repetition_penalty)
-        return Stream(self._loop(ids, max_new_tokens, sampler, tuple(s for s in stop if s), ignore_eos, start, run), run)
+        return Stream(self._loop(ids, max_new_tokens, sampler, tuple(s for s in stop if s), ignore_eos, start, run,
+                                 prefilled), run)
 
     def _loop(self, prompt: list[int], max_new: int, sampler: "_Sampler", stop: tuple[str, ...], ignore_eos: bool,
-              start: float, run: _Run) -> Iterator[str]:
-        logits, step = self._decoder(prompt, len(prompt) + max_new)
+              start: float, run: _Run, prefilled: Prefill | None) -> Iterator[str]:
+        logits, step = self._decoder(prompt, len(prompt) + max_new, prefilled)
         seen = np.zeros(logits.shape[-1], dtype=bool)
         seen[prompt] = True
         new: list[int] = []

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from edgeft.cli import app
 from edgeft.data import read_dataset
 from edgeft.runtime.generate import Generator
-from edgeft.runtime.generate_eval import evaluate_generation, scored_tokens
+from edgeft.runtime.generate_eval import evaluate_generation, score_row, scored_tokens
 
 pytest_plugins = ["bundles"]  # cls_bundle: an encoder bundle, for the options of the other kind
 
@@ -127,6 +127,25 @@ def test_eval_perplexity_counts_reply_tokens_as_training_does(bundle, tmp_path):
     m = evaluate_generation(g, data, max_new_tokens=4)
     assert m["tokens"] == n and m["perplexity"] == pytest.approx(math.exp(nll / n), rel=1e-6)
     assert m["n"] == 3 and m["generated"] == 2 and 0 <= m["f1"] <= 1 and len(m["samples"]) == 2
+
+
+@pytest.mark.parametrize("arch, weights", [("llama", "int4"), ("gpt2", "int4")])  # builder and exporter routes
+def test_eval_prefills_each_prompt_once_for_its_score_and_its_reply(lm_bundles, arch, weights, tmp_path):  # noqa: F811
+    """A reply row's prompt is prefilled once: the reference reply is scored after that cache (the same NLL
+    as one pass over the whole row) and the greedy reply decodes from it (the reply generate() gives)."""
+    g = Generator.load(lm_bundles[arch, weights].bundle)
+    data = write(tmp_path / "test.jsonl", [json.dumps(r) for r in EVAL_ROWS])
+    examples = read_dataset(data, task="text-generation").examples
+    asked = [[{"role": r, "content": c} for r, c in ex.prompt] for ex in examples if ex.response is not None]
+    for ex, prompt in zip([ex for ex in examples if ex.response is not None], asked):
+        ids, scored = scored_tokens(g, ex)
+        nll, n, prefill = score_row(g, ids, scored, g.encode(prompt))
+        whole_nll, whole_n, none = score_row(g, ids, scored, [])
+        assert prefill is not None and none is None  # the shared path ran, and the whole-row pass is its check
+        assert n == whole_n > 0 and nll == pytest.approx(whole_nll, rel=1e-5)
+    m = evaluate_generation(g, data, max_new_tokens=6, keep_replies=True)
+    assert m["replies"] == [g.generate(p, max_new_tokens=6).text.strip() for p in asked]
+    assert len(m["replies"]) == 2
 
 
 def test_cli_eval_prints_and_writes_the_metrics(bundle, tmp_path):
