@@ -227,11 +227,7 @@ class Generator:
             ids = self.tokenizer.encode(text).ids[: self.context_length]
             if len(ids) < 2:
                 continue
-            logits, _ = self.forward(ids, self.empty_cache())
-            z = logits[:-1].astype(np.float64)
-            z -= z.max(-1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-            nll -= float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
+            nll += token_nll(self.forward(ids, self.empty_cache())[0], ids[1:])
             n += len(ids) - 1
         if not n:
             raise ConfigError("perplexity needs at least one text of two or more tokens")
@@ -310,6 +306,15 @@ class Generator:
         elapsed = time.perf_counter() - t1
         rate = (len(new) - 1) / elapsed if len(new) > 1 and elapsed > 0 else 0.0
         run.result = Generation(text, new, reason, len(prompt), ttft, rate)
+
+
+def token_nll(logits: np.ndarray, targets: Sequence[int], scored: np.ndarray | None = None) -> float:
+    """Summed NLL of ``targets`` (the ``scored`` ones), ``logits[i]`` predicting ``targets[i]`` (float64)."""
+    z = logits[:len(targets)].astype(np.float64)
+    z -= z.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    picked = logp[np.arange(len(targets)), targets]
+    return -float((picked if scored is None else picked[scored]).sum())
 
 
 def _first_stop(text: str, stop: tuple[str, ...]) -> int | None:

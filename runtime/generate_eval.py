@@ -28,6 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edgeft.errors import ConfigError, DataError
+from edgeft.runtime.generate import token_nll
 from edgeft.runtime.stream import decode_line, json_line
 
 PROMPT_ROW = 'expected an object with a string \'prompt\' or a \'messages\' list of {"role", "content"} objects'
@@ -112,11 +113,9 @@ def scored_tokens(generator, ex) -> tuple[list[int], list[bool]]:
 
 
 def score_row(generator, ids: list[int], scored: list[bool], prompt: list[int]) -> tuple[float, int, Any]:
-    """(summed NLL of the scored tokens of ``ids``, their count, the prefill of ``prompt`` or None).
-
-    When the scored reply follows ``prompt`` (the row's generation prompt), the prompt is prefilled once,
-    as generation prefills it, and the reference reply is fed after its cache: the same prefill then
-    serves the greedy reply (``stream(prefilled=...)``), and each row costs one pass over its prompt."""
+    """(summed NLL of the scored tokens of ``ids``, their count, the prefill of ``prompt`` or None). When the
+    reply follows ``prompt``, the prompt is prefilled once as generation does and the reference reply fed after
+    its cache; that prefill then also serves the greedy reply (``stream(prefilled=...)``)."""
     prefill, start = None, 0
     if prompt and ids[:len(prompt)] == prompt and not any(scored[:len(prompt)]):
         prefill, start = generator.forward(prompt, generator.empty_cache(), last=True), len(prompt) - 1
@@ -126,11 +125,8 @@ def score_row(generator, ids: list[int], scored: list[bool], prompt: list[int]) 
         logits = generator.forward(ids, generator.empty_cache())[0]
     else:
         return 0.0, 0, None
-    targets, mask = ids[start + 1:], np.asarray(scored[start + 1:], dtype=bool)
-    z = logits[:len(targets)].astype(np.float64)
-    z -= z.max(-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-    return -float(logp[np.arange(len(targets)), targets][mask].sum()), int(mask.sum()), prefill
+    mask = np.asarray(scored[start + 1:], dtype=bool)
+    return token_nll(logits, ids[start + 1:], mask), int(mask.sum()), prefill
 
 
 def evaluate_generation(generator, data: str | Path, max_new_tokens: int = 64, skip_bad_rows: bool = False,
