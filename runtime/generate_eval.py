@@ -8,9 +8,8 @@
   tokens (prompt/response and chat rows: the spans between the chat template rendered up to each
   assistant turn and to its end, as train/causal_lm.py finds them) or over every token then EOS (plain
   text); exact match and token F1 (SQuAD normalisation, edgeft.squad) of the greedy reply vs the
-  reference reply. A reply row's prompt is prefilled once, for both (``score_row``): on SmolLM2 and the
-  shipped SQuAD sample eval then took 0.63x (FP32) and 0.49x (INT4) the time of a
-  separate pass for each (30 rows, one run), and the build evaluates three variants.
+  reference reply. A reply row's prompt is prefilled once, for both (``score_row``): the prompt is most of
+  a row, and the build evaluates every variant this way.
 
 numpy, onnxruntime, tokenizers, stdlib (jinja2 for chat templates).
 """
@@ -23,12 +22,12 @@ import time
 from dataclasses import replace
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 
 from edgeft.errors import ConfigError, DataError
-from edgeft.runtime.generate import token_nll
+from edgeft.runtime.generate import Prefill, token_nll
 from edgeft.runtime.stream import decode_line, json_line
 
 PROMPT_ROW = 'expected an object with a string \'prompt\' or a \'messages\' list of {"role", "content"} objects'
@@ -112,7 +111,7 @@ def scored_tokens(generator, ex) -> tuple[list[int], list[bool]]:
     return list(enc.ids), [any(a <= s < b for a, b in spans) for s, _ in enc.offsets]
 
 
-def score_row(generator, ids: list[int], scored: list[bool], prompt: list[int]) -> tuple[float, int, Any]:
+def score_row(generator, ids: list[int], scored: list[bool], prompt: list[int]) -> tuple[float, int, Prefill | None]:
     """(summed NLL of the scored tokens of ``ids``, their count, the prefill of ``prompt`` or None). When the
     reply follows ``prompt``, the prompt is prefilled once as generation does and the reference reply fed after
     its cache; that prefill then also serves the greedy reply (``stream(prefilled=...)``)."""
